@@ -1,0 +1,145 @@
+"""Settings of the demo. A deployment can ``from example_project.settings import *``
+and override what it needs; everything that differs between machines comes from the
+environment:
+
+- ``DJANGO_DEBUG`` (default 1): 0 turns debug off (and the refresh cookie's Secure flag on).
+- ``DJANGO_SECRET_KEY``: required when debug is off.
+- ``DATABASE_URL`` (default SQLite in the project folder): ``postgres://…`` or ``mysql://…``.
+- ``REDIS_URL``: a shared cache; without it a file cache shared by the processes of
+  this machine is used (the access-token family check needs a cache all workers see).
+- ``ACCESS_TOKEN_SECONDS`` (default 300): the access token lifetime; the browser demo
+  uses a short one to show silent refreshes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = os.environ.get("DJANGO_DEBUG", "1").lower() in {"1", "true", "yes", "on"}
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise RuntimeError("Set DJANGO_SECRET_KEY when DJANGO_DEBUG is off.")
+    SECRET_KEY = "django-insecure-rotating-tokens-demo-key-do-not-use-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"] + [
+    host for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if host
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rotating_tokens",
+    "example_project.demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=60, conn_health_checks=True
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several gunicorn workers share the file: WAL lets readers run beside the writer,
+    # IMMEDIATE takes the write lock at BEGIN (no deadlock on lock upgrade), and the
+    # timeout makes writers queue instead of failing with "database is locked".
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+if os.environ.get("REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": os.environ.get(
+                "CACHE_DIR", str(Path(tempfile.gettempdir()) / "rotating-tokens-demo-cache")
+            ),
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rotating_tokens.authentication.AccessTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "rotating_tokens.exceptions.exception_handler",
+    # Generous, so that test suites and benchmarks from one address are not throttled;
+    # a real site would set something like "10/minute" for logins.
+    "DEFAULT_THROTTLE_RATES": {
+        "rotating_tokens_login": os.environ.get("LOGIN_THROTTLE_RATE", "600/minute"),
+        "rotating_tokens_refresh": os.environ.get("REFRESH_THROTTLE_RATE", "6000/minute"),
+    },
+}
+
+ROTATING_TOKENS = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=int(os.environ.get("ACCESS_TOKEN_SECONDS", "300"))),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=14),
+    "FAMILY_LIFETIME": timedelta(days=30),
+    "REUSE_GRACE_PERIOD": timedelta(seconds=10),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"rotating_tokens": {"handlers": ["console"], "level": "INFO"}},
+}

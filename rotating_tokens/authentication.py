@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed
+
+from .conf import app_settings
+from .services import family_allows_access
+
+if TYPE_CHECKING:
+    from rest_framework_simplejwt.tokens import Token
+
+
+class AccessTokenAuthentication(JWTAuthentication):
+    """simplejwt's JWT authentication, plus: an access token stops working as soon as
+    its family is revoked (logout, reuse detected, admin…), not only when it expires.
+
+    The family's state is cached (see ``services.family_allows_access``), so the check
+    costs no query on most requests. ``CHECK_FAMILY_ON_ACCESS = False`` turns it off.
+    """
+
+    def get_validated_token(self, raw_token: bytes) -> Token:
+        token = super().get_validated_token(raw_token)
+        if app_settings.CHECK_FAMILY_ON_ACCESS and not family_allows_access(
+            token.get(app_settings.FAMILY_CLAIM)
+        ):
+            raise AuthenticationFailed(
+                _("This session has ended. Please log in again."), code="token_revoked"
+            )
+        return token

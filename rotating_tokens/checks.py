@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from .conf import DEFAULTS, app_settings
+from .crypto import HASHERS
+
+MAX_GRACE_PERIOD = timedelta(minutes=1)
+LIFETIMES = ("ACCESS_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME", "FAMILY_LIFETIME")
+PROCESS_LOCAL_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
+
+
+@register(Tags.security)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    user_settings = getattr(settings, "ROTATING_TOKENS", None) or {}
+    if not isinstance(user_settings, dict):
+        return [Error("ROTATING_TOKENS must be a dict.", id="rotating_tokens.E001")]
+    unknown = sorted(set(user_settings) - set(DEFAULTS))
+    if unknown:
+        errors.append(
+            Error(
+                f"Unknown ROTATING_TOKENS setting(s): {', '.join(unknown)}.",
+                hint=f"Known settings: {', '.join(sorted(DEFAULTS))}.",
+                id="rotating_tokens.E002",
+            )
+        )
+    if app_settings.TOKEN_HASHER not in HASHERS:
+        errors.append(
+            Error(
+                f"Unknown TOKEN_HASHER {app_settings.TOKEN_HASHER!r}.",
+                hint=f"Use one of: {', '.join(HASHERS)}.",
+                id="rotating_tokens.E003",
+            )
+        )
+    bad_lifetimes = [
+        name
+        for name in LIFETIMES
+        if not isinstance(getattr(app_settings, name), timedelta)
+        or getattr(app_settings, name) <= timedelta(0)
+    ]
+    for name in bad_lifetimes:
+        errors.append(Error(f"{name} must be a positive timedelta.", id="rotating_tokens.E004"))
+    grace = app_settings.REUSE_GRACE_PERIOD
+    if not isinstance(grace, timedelta) or grace < timedelta(0):
+        errors.append(
+            Error(
+                "REUSE_GRACE_PERIOD must be a timedelta of zero or more.", id="rotating_tokens.E005"
+            )
+        )
+    elif grace > MAX_GRACE_PERIOD:
+        errors.append(
+            Warning(
+                f"REUSE_GRACE_PERIOD is {grace}: a stolen refresh token can be replayed "
+                "without detection for that long.",
+                hint="Keep it under a minute; a few seconds cover lost responses and tabs.",
+                id="rotating_tokens.W001",
+            )
+        )
+    if not {"REFRESH_TOKEN_LIFETIME", "FAMILY_LIFETIME"} & set(bad_lifetimes) and (
+        app_settings.REFRESH_TOKEN_LIFETIME > app_settings.FAMILY_LIFETIME
+    ):
+        errors.append(
+            Warning(
+                "REFRESH_TOKEN_LIFETIME is longer than FAMILY_LIFETIME: refresh tokens "
+                "will expire with their family, earlier than the setting says.",
+                id="rotating_tokens.W002",
+            )
+        )
+    errors.extend(_check_family_state_cache())
+    return errors
+
+
+def _check_family_state_cache() -> list[CheckMessage]:
+    alias = app_settings.FAMILY_STATE_CACHE
+    if not app_settings.CHECK_FAMILY_ON_ACCESS or not alias:
+        return []
+    if alias not in settings.CACHES:
+        return [
+            Error(
+                f"FAMILY_STATE_CACHE names the cache {alias!r}, which CACHES does not define.",
+                id="rotating_tokens.E006",
+            )
+        ]
+    backend = caches[alias].__class__
+    if f"{backend.__module__}.{backend.__qualname__}" in PROCESS_LOCAL_CACHES:
+        return [
+            Warning(
+                f"FAMILY_STATE_CACHE {alias!r} is local to each process: with several "
+                "processes, a revoked family's access tokens keep working in the others "
+                "until FAMILY_STATE_CACHE_TIMEOUT passes.",
+                hint="Use a shared cache (Redis, Memcached, database), or set "
+                "FAMILY_STATE_CACHE to None to read the database on every request.",
+                id="rotating_tokens.W003",
+            )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def check_num_proxies(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from rest_framework.settings import api_settings
+
+    if api_settings.NUM_PROXIES is None:
+        return [
+            Warning(
+                "REST_FRAMEWORK['NUM_PROXIES'] is not set, so the client's IP address is "
+                "read from X-Forwarded-For, which any client can write. The grace period "
+                "compares it to tell a retry from a replay.",
+                hint="Set NUM_PROXIES to the number of proxies in front of the app (0 if none).",
+                id="rotating_tokens.W004",
+            )
+        ]
+    return []

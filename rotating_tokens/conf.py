@@ -1,0 +1,99 @@
+"""Settings of rotating_tokens, read live from ``settings.ROTATING_TOKENS``.
+
+Every property looks the value up on each access, so ``override_settings`` works in
+tests and nothing is frozen at import time.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=14),
+    "FAMILY_LIFETIME": timedelta(days=30),
+    "REUSE_GRACE_PERIOD": timedelta(seconds=10),
+    "TOKEN_HASHER": "hmac-sha256",
+    "TOKEN_PREFIX": "rtok_",
+    "HASH_KEY": None,
+    "CHECK_FAMILY_ON_ACCESS": True,
+    "FAMILY_STATE_CACHE": "default",
+    "FAMILY_STATE_CACHE_TIMEOUT": timedelta(minutes=5),
+    "FAMILY_CLAIM": "fam",
+    "LOGIN_THROTTLE_SCOPE": "rotating_tokens_login",
+    "REFRESH_THROTTLE_SCOPE": "rotating_tokens_refresh",
+    "USER_AGENT_MAX_LENGTH": 512,
+}
+
+
+class Settings:
+    def _get(self, name: str) -> Any:
+        user_settings = getattr(settings, "ROTATING_TOKENS", None) or {}
+        return user_settings.get(name, DEFAULTS[name])
+
+    @property
+    def ACCESS_TOKEN_LIFETIME(self) -> timedelta:
+        return self._get("ACCESS_TOKEN_LIFETIME")
+
+    @property
+    def REFRESH_TOKEN_LIFETIME(self) -> timedelta:
+        return self._get("REFRESH_TOKEN_LIFETIME")
+
+    @property
+    def FAMILY_LIFETIME(self) -> timedelta:
+        return self._get("FAMILY_LIFETIME")
+
+    @property
+    def REUSE_GRACE_PERIOD(self) -> timedelta:
+        value = self._get("REUSE_GRACE_PERIOD")
+        # Accept a number of seconds as well: 0 reads better than timedelta(0).
+        if isinstance(value, (int, float)):
+            return timedelta(seconds=value)
+        return value
+
+    @property
+    def TOKEN_HASHER(self) -> str:
+        return self._get("TOKEN_HASHER")
+
+    @property
+    def TOKEN_PREFIX(self) -> str:
+        return self._get("TOKEN_PREFIX")
+
+    @property
+    def HASH_KEY(self) -> str | None:
+        """Key of the HMAC hasher; None derives one from SECRET_KEY (and its fallbacks)."""
+        return self._get("HASH_KEY")
+
+    @property
+    def CHECK_FAMILY_ON_ACCESS(self) -> bool:
+        return self._get("CHECK_FAMILY_ON_ACCESS")
+
+    @property
+    def FAMILY_STATE_CACHE(self) -> str | None:
+        return self._get("FAMILY_STATE_CACHE")
+
+    @property
+    def FAMILY_STATE_CACHE_TIMEOUT(self) -> timedelta:
+        return self._get("FAMILY_STATE_CACHE_TIMEOUT")
+
+    @property
+    def FAMILY_CLAIM(self) -> str:
+        return self._get("FAMILY_CLAIM")
+
+    @property
+    def LOGIN_THROTTLE_SCOPE(self) -> str:
+        return self._get("LOGIN_THROTTLE_SCOPE")
+
+    @property
+    def REFRESH_THROTTLE_SCOPE(self) -> str:
+        return self._get("REFRESH_THROTTLE_SCOPE")
+
+    @property
+    def USER_AGENT_MAX_LENGTH(self) -> int:
+        return self._get("USER_AGENT_MAX_LENGTH")
+
+
+app_settings = Settings()

@@ -1,0 +1,87 @@
+"""Errors of the token service, and the exception handler that gives every error
+response of the app the same body: ``{"detail": "<sentence>", "code": "<code>"}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+
+class TokenError(Exception):
+    """A refresh was refused. ``code`` is part of the HTTP contract."""
+
+    code = "token_invalid"
+    message = _("The refresh token is not valid.")
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
+class TokenInvalid(TokenError):
+    pass
+
+
+class TokenMissing(TokenError):
+    code = "token_missing"
+    message = _("No refresh token was sent.")
+
+
+class TokenRevoked(TokenError):
+    code = "token_revoked"
+    message = _("This session has ended. Please log in again.")
+
+
+class TokenExpired(TokenError):
+    code = "token_expired"
+    message = _("The refresh token has expired. Please log in again.")
+
+
+class TokenReused(TokenError):
+    code = "token_reused"
+    message = _("This refresh token was already used. Please log in again.")
+
+
+class InvalidCredentials(exceptions.AuthenticationFailed):
+    default_detail = _("No active account was found with these credentials.")
+    default_code = "invalid_credentials"
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = _("The service is temporarily unavailable. Please try again.")
+    default_code = "service_unavailable"
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's exception handler, with every body reduced to ``detail`` and ``code``.
+
+    Validation errors keep their field errors beside them, as DRF lays them out.
+    Set it as ``REST_FRAMEWORK["EXCEPTION_HANDLER"]`` to give the rest of an API the
+    same shape; the app's own views use it whatever that setting says.
+    """
+    # Imported here: rest_framework.views imports the authentication classes, which
+    # import this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = {"detail": str(_("Invalid input.")), "code": "invalid", **fields}
+        return response
+    detail: Any = exc.detail
+    if isinstance(detail, dict):
+        # simplejwt puts {"detail", "code", "messages"} here.
+        code = detail.get("code") or exc.default_code
+        detail = detail.get("detail", exc.default_detail)
+    elif isinstance(detail, list):
+        detail = detail[0] if detail else exc.default_detail
+        code = getattr(detail, "code", exc.default_code)
+    else:
+        code = getattr(detail, "code", None) or exc.default_code
+    response.data = {"detail": str(detail), "code": str(code)}
+    return response

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Exists, OuterRef, Q, Subquery
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+
+class RevokeReason(models.TextChoices):
+    LOGOUT = "logout", _("logout")
+    LOGOUT_ALL = "logout_all", _("logout everywhere")
+    REUSE_DETECTED = "reuse_detected", _("reuse detected")
+    ADMIN = "admin", _("revoked by an administrator")
+    PASSWORD_CHANGE = "password_change", _("password change")
+    USER_DEACTIVATED = "user_deactivated", _("user deactivated")
+    EVICTED = "evicted", _("too many sessions")
+
+
+class TokenFamilyQuerySet(models.QuerySet["TokenFamily"]):
+    def for_user(self, user: AbstractBaseUser) -> TokenFamilyQuerySet:
+        return self.filter(user=user)
+
+    def revoked(self) -> TokenFamilyQuerySet:
+        return self.filter(revoked_at__isnull=False)
+
+    def active(self, now: datetime | None = None) -> TokenFamilyQuerySet:
+        """Families that can still refresh: not revoked, not past their absolute
+        expiry, and holding an unused token that has not expired (not idle)."""
+        now = now or timezone.now()
+        live_token = RefreshToken.objects.filter(
+            family=OuterRef("pk"), used_at__isnull=True, expires_at__gt=now
+        )
+        return self.filter(Exists(live_token), revoked_at__isnull=True, expires_at__gt=now)
+
+    def expired(self, now: datetime | None = None) -> TokenFamilyQuerySet:
+        """Families past their absolute expiry, or idle: every token has expired."""
+        now = now or timezone.now()
+        unexpired_token = RefreshToken.objects.filter(family=OuterRef("pk"), expires_at__gt=now)
+        return self.filter(Q(expires_at__lte=now) | ~Exists(unexpired_token))
+
+    def with_last_use(self) -> TokenFamilyQuerySet:
+        """Annotate when, from where and by what the family was last used.
+
+        The newest token of a family records the request that created it (the login
+        or the latest refresh), so the last use is read from it instead of being
+        written to the family on every refresh: one statement less per refresh.
+        """
+        newest = RefreshToken.objects.filter(family=OuterRef("pk")).order_by("-issued_at", "-pk")
+        return self.annotate(
+            last_used_at=Subquery(newest.values("issued_at")[:1]),
+            last_ip_address=Subquery(newest.values("ip_address")[:1]),
+            last_user_agent=Subquery(newest.values("user_agent")[:1]),
+        )
+
+
+class TokenFamily(models.Model):
+    """One login: the chain of refresh tokens rotated from it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="token_families",
+        verbose_name=_("user"),
+    )
+    created_at = models.DateTimeField(_("created"))
+    expires_at = models.DateTimeField(
+        _("absolute expiry"),
+        db_index=True,
+        help_text=_("No refresh is possible past this time, however active the user is."),
+    )
+    ip_address = models.GenericIPAddressField(_("IP address at login"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent at login"), max_length=512, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True, db_index=True)
+    revoke_reason = models.CharField(
+        _("revoke reason"), max_length=32, choices=RevokeReason.choices, blank=True
+    )
+
+    objects: ClassVar[TokenFamilyQuerySet] = TokenFamilyQuerySet.as_manager()  # type: ignore[assignment]
+
+    class Meta:
+        verbose_name = _("token family")
+        verbose_name_plural = _("token families")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="rt_family_user_created")]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at <= now
+
+
+class RefreshTokenQuerySet(models.QuerySet["RefreshToken"]):
+    def for_user(self, user: AbstractBaseUser) -> RefreshTokenQuerySet:
+        return self.filter(family__user=user)
+
+    def used(self) -> RefreshTokenQuerySet:
+        return self.filter(used_at__isnull=False)
+
+    def active(self, now: datetime | None = None) -> RefreshTokenQuerySet:
+        now = now or timezone.now()
+        return self.filter(
+            used_at__isnull=True,
+            expires_at__gt=now,
+            family__revoked_at__isnull=True,
+            family__expires_at__gt=now,
+        )
+
+    def expired(self, now: datetime | None = None) -> RefreshTokenQuerySet:
+        return self.filter(expires_at__lte=now or timezone.now())
+
+
+class RefreshToken(models.Model):
+    """One issued refresh token. The raw token is never stored: only a lookup key
+    (not secret) and a hash of the secret part."""
+
+    family = models.ForeignKey(
+        TokenFamily, on_delete=models.CASCADE, related_name="tokens", verbose_name=_("family")
+    )
+    lookup_key = models.CharField(_("lookup key"), max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(_("secret hash"), max_length=255, editable=False)
+    issued_at = models.DateTimeField(_("issued"))
+    expires_at = models.DateTimeField(_("expires"), db_index=True)
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+    rotated_from = models.OneToOneField(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="rotated_to",
+        verbose_name=_("rotated from"),
+    )
+    ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=512, blank=True)
+    # This token, encrypted under a key derived from the secret of the token it was
+    # rotated from, so a retry of that token inside the grace period gets it back.
+    # Erased when this token is used. See crypto.seal_successor.
+    sealed = models.BinaryField(null=True, blank=True, editable=False)
+
+    objects: ClassVar[RefreshTokenQuerySet] = RefreshTokenQuerySet.as_manager()  # type: ignore[assignment]
+
+    class Meta:
+        verbose_name = _("refresh token")
+        verbose_name_plural = _("refresh tokens")
+        ordering = ["issued_at", "pk"]
+        indexes = [models.Index(fields=["family", "issued_at"], name="rt_token_family_issued")]
+
+    def __str__(self) -> str:
+        return f"{self.lookup_key}…"
+
+    @property
+    def is_used(self) -> bool:
+        return self.used_at is not None
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at <= now

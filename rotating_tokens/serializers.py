@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+
+class ObtainSerializer(serializers.Serializer):
+    """The user's USERNAME_FIELD and password."""
+
+    password = serializers.CharField(
+        trim_whitespace=False, max_length=4096, style={"input_type": "password"}
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields[self.username_field] = serializers.CharField(max_length=254)
+
+    @property
+    def username_field(self) -> str:
+        return get_user_model().USERNAME_FIELD
+
+
+class RefreshSerializer(serializers.Serializer):
+    """The body of refresh and logout (the cookie can carry the token instead)."""
+
+    refresh = serializers.CharField(required=False)
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    access_expires_at = serializers.DateTimeField()
+    refresh = serializers.CharField()
+    refresh_expires_at = serializers.DateTimeField()

@@ -1,0 +1,25 @@
+"""Signals a project can listen to, for example to alert on stolen tokens.
+
+Every signal is sent with ``sender=TokenFamily`` after the change it reports is saved.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# A login started a new family.
+# Arguments: family (TokenFamily), user, token (the first RefreshToken).
+tokens_issued = Signal()
+
+# A refresh token was used and a new one issued in its place.
+# Arguments: family, user, token (the new RefreshToken), previous (the used one).
+token_rotated = Signal()
+
+# A refresh token was presented again after it had been used, outside the grace
+# rules: it was stolen or replayed. The family is already revoked.
+# Arguments: family, user, token (the reused RefreshToken), ip_address, user_agent.
+token_reuse_detected = Signal()
+
+# A family was revoked: its refresh tokens and its access tokens stop working.
+# Arguments: family, reason (a RevokeReason value).
+family_revoked = Signal()

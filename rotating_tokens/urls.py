@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "rotating_tokens"
+
+urlpatterns = [
+    path("token/", views.ObtainTokenView.as_view(), name="obtain"),
+    path("token/refresh/", views.RefreshTokenView.as_view(), name="refresh"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("logout/all/", views.LogoutAllView.as_view(), name="logout-all"),
+]

@@ -1,0 +1,139 @@
+"""HTTP only: each view reads the request, calls one service, and shapes the answer."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.db import DatabaseError
+from django.http import HttpRequest
+from rest_framework import status
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+
+from . import services
+from .authentication import AccessTokenAuthentication
+from .conf import app_settings
+from .exceptions import (
+    InvalidCredentials,
+    ServiceUnavailable,
+    TokenError,
+    TokenMissing,
+    exception_handler,
+)
+from .serializers import ObtainSerializer, RefreshSerializer, TokenPairSerializer
+from .throttling import OptionalScopedRateThrottle
+
+
+def client_from_request(request: HttpRequest | Request) -> services.Client:
+    """The client's IP address, found as DRF's throttles find it (``NUM_PROXIES``),
+    and its user agent."""
+    ident = BaseThrottle().get_ident(request)  # type: ignore[arg-type]
+    try:
+        ip_address: str | None = str(ipaddress.ip_address(ident))
+    except ValueError:
+        ip_address = request.META.get("REMOTE_ADDR") or None
+    user_agent = request.META.get("HTTP_USER_AGENT", "")[: app_settings.USER_AGENT_MAX_LENGTH]
+    return services.Client(ip_address=ip_address, user_agent=user_agent)
+
+
+class TokenAPIView(APIView):
+    """Base of the app's views: errors come out as ``{"detail", "code"}``, a refused
+    refresh as 401, and a database that fails mid-request as 503."""
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+
+    def get_exception_handler(self) -> Callable[..., Response | None]:
+        return exception_handler
+
+    def get_authenticate_header(self, request: Request) -> str:
+        # With a WWW-Authenticate header DRF answers 401 (not 403) to a refused token.
+        return super().get_authenticate_header(request) or 'Bearer realm="api"'
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, TokenError):
+            exc = AuthenticationFailed(detail=exc.message, code=exc.code)
+        elif isinstance(exc, DatabaseError):
+            exc = ServiceUnavailable()
+        response = super().handle_exception(exc)
+        if response.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
+            response["Retry-After"] = "1"
+        return response
+
+    def refresh_token_from(self, request: Request) -> Any:
+        data = request.data
+        return data.get("refresh") if isinstance(data, Mapping) else None
+
+
+class TokenResponseMixin:
+    def get_token_response(self, pair: services.TokenPair) -> Response:
+        """The 200 answer of obtain and refresh. Override to add fields."""
+        response = Response(TokenPairSerializer(pair).data)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class ObtainTokenView(TokenResponseMixin, TokenAPIView):
+    """``POST token/``: log in with USERNAME_FIELD and password."""
+
+    throttle_classes = (OptionalScopedRateThrottle,)
+    serializer_class = ObtainSerializer
+
+    @property
+    def throttle_scope(self) -> str:
+        return app_settings.LOGIN_THROTTLE_SCOPE
+
+    def post(self, request: Request) -> Response:
+        serializer = self.serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        credentials = dict(serializer.validated_data)
+        user = authenticate(request._request, **credentials)
+        # Unknown user, wrong password and inactive user look the same from outside.
+        if user is None or not user.is_active:
+            raise InvalidCredentials
+        return self.get_token_response(services.start_family(user, client_from_request(request)))
+
+
+class RefreshTokenView(TokenResponseMixin, TokenAPIView):
+    """``POST token/refresh/``: exchange a refresh token for a new pair."""
+
+    throttle_classes = (OptionalScopedRateThrottle,)
+    serializer_class = RefreshSerializer
+
+    @property
+    def throttle_scope(self) -> str:
+        return app_settings.REFRESH_THROTTLE_SCOPE
+
+    def post(self, request: Request) -> Response:
+        raw = self.refresh_token_from(request)
+        if raw is None or raw == "":
+            raise TokenMissing
+        return self.get_token_response(services.rotate(raw, client_from_request(request)))
+
+
+class LogoutView(TokenAPIView):
+    """``POST logout/``: revoke the family of a refresh token. Always 204."""
+
+    serializer_class = RefreshSerializer
+
+    def post(self, request: Request) -> Response:
+        services.logout(self.refresh_token_from(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LogoutAllView(TokenAPIView):
+    """``POST logout/all/``: revoke every family of the authenticated user."""
+
+    authentication_classes = (AccessTokenAuthentication,)
+    permission_classes = (IsAuthenticated,)
+
+    def post(self, request: Request) -> Response:
+        services.logout_all(request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
