@@ -9,6 +9,7 @@ environment:
   this machine is used (the access-token family check needs a cache all workers see).
 - ``ACCESS_TOKEN_SECONDS`` (default 300): the access token lifetime; the browser demo
   uses a short one to show silent refreshes.
+- ``REUSE_GRACE_SECONDS`` (default 10): the grace period for retries; 0 turns it off.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ ROTATING_TOKENS = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=int(os.environ.get("ACCESS_TOKEN_SECONDS", "300"))),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=14),
     "FAMILY_LIFETIME": timedelta(days=30),
-    "REUSE_GRACE_PERIOD": timedelta(seconds=10),
+    "REUSE_GRACE_PERIOD": timedelta(seconds=int(os.environ.get("REUSE_GRACE_SECONDS", "10"))),
 }
 
 LOGGING = {
