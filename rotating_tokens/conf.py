@@ -26,6 +26,9 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_THROTTLE_SCOPE": "rotating_tokens_login",
     "REFRESH_THROTTLE_SCOPE": "rotating_tokens_refresh",
     "USER_AGENT_MAX_LENGTH": 512,
+    "PURGE_RETENTION": timedelta(days=7),
+    "REVOKE_ON_PASSWORD_CHANGE": True,
+    "MAX_FAMILIES_PER_USER": None,
 }
 
 
@@ -94,6 +97,19 @@ class Settings:
     @property
     def USER_AGENT_MAX_LENGTH(self) -> int:
         return self._get("USER_AGENT_MAX_LENGTH")
+
+    @property
+    def PURGE_RETENTION(self) -> timedelta:
+        """How long a family stays in the database after it is over (expired or revoked)."""
+        return self._get("PURGE_RETENTION")
+
+    @property
+    def REVOKE_ON_PASSWORD_CHANGE(self) -> bool:
+        return self._get("REVOKE_ON_PASSWORD_CHANGE")
+
+    @property
+    def MAX_FAMILIES_PER_USER(self) -> int | None:
+        return self._get("MAX_FAMILIES_PER_USER")
 
 
 app_settings = Settings()
