@@ -117,3 +117,109 @@ def check_num_proxies(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
             )
         ]
     return []
+
+
+# The refresh cookie (E010-E019, W010-W019) ------------------------------------------
+
+COOKIE_MIDDLEWARE = "rotating_tokens.middleware.RefreshTokenCookieMiddleware"
+CSRF_MIDDLEWARE = "django.middleware.csrf.CsrfViewMiddleware"
+SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+SAMESITE_VALUES = ("strict", "lax", "none")
+
+
+@register(Tags.security)
+def check_refresh_cookie(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from .conf import TRANSPORTS
+
+    errors: list[CheckMessage] = []
+    user_settings = getattr(settings, "ROTATING_TOKENS", None)
+    if user_settings is not None and not isinstance(user_settings, dict):
+        return []  # E001 says it
+    transport = app_settings.TRANSPORT
+    if transport not in TRANSPORTS:
+        errors.append(
+            Error(
+                f"Unknown TRANSPORT {transport!r}.",
+                hint=f"Use one of: {', '.join(TRANSPORTS)}.",
+                id="rotating_tokens.E010",
+            )
+        )
+    samesite = app_settings.REFRESH_COOKIE_SAMESITE
+    secure = app_settings.REFRESH_COOKIE_SECURE
+    if not isinstance(samesite, str) or samesite.lower() not in SAMESITE_VALUES:
+        errors.append(
+            Error(
+                f"REFRESH_COOKIE_SAMESITE is {samesite!r}.",
+                hint='Use "Strict" (default), "Lax" or "None".',
+                id="rotating_tokens.E011",
+            )
+        )
+    elif samesite.lower() == "none" and not secure:
+        errors.append(
+            Error(
+                "REFRESH_COOKIE_SAMESITE is 'None' but REFRESH_COOKIE_SECURE is off: "
+                "browsers reject such a cookie.",
+                id="rotating_tokens.E012",
+            )
+        )
+    errors.extend(_check_cookie_name(secure))
+    if transport == "body":
+        return errors
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if COOKIE_MIDDLEWARE not in middleware:
+        errors.append(
+            Warning(
+                f"TRANSPORT is {transport!r} but {COOKIE_MIDDLEWARE} is not in MIDDLEWARE: "
+                "refresh tokens travel in response bodies, where JavaScript can read them.",
+                hint='Add the middleware, or set TRANSPORT to "body" if no browser uses the API.',
+                id="rotating_tokens.W010",
+            )
+        )
+        return errors
+    if not secure and not settings.DEBUG:
+        errors.append(
+            Warning(
+                "REFRESH_COOKIE_SECURE is off while DEBUG is off: the refresh cookie can "
+                "travel over plain HTTP.",
+                id="rotating_tokens.W011",
+            )
+        )
+    position = middleware.index(COOKIE_MIDDLEWARE)
+    if CSRF_MIDDLEWARE not in middleware:
+        errors.append(
+            Error(
+                f"{CSRF_MIDDLEWARE} is not in MIDDLEWARE: the csrftoken cookie that guards "
+                "the refresh cookie is never set.",
+                id="rotating_tokens.E014",
+            )
+        )
+    elif any(
+        name in middleware and middleware.index(name) > position
+        for name in (CSRF_MIDDLEWARE, SESSION_MIDDLEWARE)
+    ):
+        errors.append(
+            Warning(
+                f"{COOKIE_MIDDLEWARE} comes before SessionMiddleware or CsrfViewMiddleware.",
+                hint="Put it after both.",
+                id="rotating_tokens.W012",
+            )
+        )
+    return errors
+
+
+def _check_cookie_name(secure: bool) -> list[CheckMessage]:
+    name = app_settings.REFRESH_COOKIE_NAME
+    if name.startswith("__Host-") and (
+        not secure or app_settings.REFRESH_COOKIE_PATH != "/" or app_settings.REFRESH_COOKIE_DOMAIN
+    ):
+        reason = "a __Host- cookie needs Secure, REFRESH_COOKIE_PATH '/' and no domain"
+    elif name.startswith("__Secure-") and not secure:
+        reason = "a __Secure- cookie needs REFRESH_COOKIE_SECURE"
+    else:
+        return []
+    return [
+        Error(
+            f"REFRESH_COOKIE_NAME is {name!r}, which browsers will reject: {reason}.",
+            id="rotating_tokens.E013",
+        )
+    ]

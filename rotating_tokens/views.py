@@ -27,6 +27,7 @@ from .exceptions import (
     TokenMissing,
     exception_handler,
 )
+from .middleware import note_body_token, refresh_token_from_cookie
 from .serializers import ObtainSerializer, RefreshSerializer, TokenPairSerializer
 from .throttling import OptionalScopedRateThrottle
 
@@ -69,7 +70,13 @@ class TokenAPIView(APIView):
 
     def refresh_token_from(self, request: Request) -> Any:
         data = request.data
-        return data.get("refresh") if isinstance(data, Mapping) else None
+        raw = data.get("refresh") if isinstance(data, Mapping) else None
+        if raw is None or raw == "":
+            # A browser's token is in the HttpOnly cookie (RefreshTokenCookieMiddleware);
+            # using it passes the CSRF check first.
+            return refresh_token_from_cookie(request) or raw
+        note_body_token(request, raw)
+        return raw
 
 
 class TokenResponseMixin:
@@ -85,6 +92,7 @@ class ObtainTokenView(TokenResponseMixin, TokenAPIView):
 
     throttle_classes = (OptionalScopedRateThrottle,)
     serializer_class = ObtainSerializer
+    refresh_cookie_role = "obtain"
 
     @property
     def throttle_scope(self) -> str:
@@ -106,6 +114,7 @@ class RefreshTokenView(TokenResponseMixin, TokenAPIView):
 
     throttle_classes = (OptionalScopedRateThrottle,)
     serializer_class = RefreshSerializer
+    refresh_cookie_role = "refresh"
 
     @property
     def throttle_scope(self) -> str:
@@ -122,6 +131,7 @@ class LogoutView(TokenAPIView):
     """``POST logout/``: revoke the family of a refresh token. Always 204."""
 
     serializer_class = RefreshSerializer
+    refresh_cookie_role = "logout"
 
     def post(self, request: Request) -> Response:
         services.logout(self.refresh_token_from(request))
