@@ -29,7 +29,16 @@ DEFAULTS: dict[str, Any] = {
     "PURGE_RETENTION": timedelta(days=7),
     "REVOKE_ON_PASSWORD_CHANGE": True,
     "MAX_FAMILIES_PER_USER": None,
+    # The refresh cookie (rotating_tokens.middleware.RefreshTokenCookieMiddleware).
+    "TRANSPORT": "cookie",
+    "REFRESH_COOKIE_NAME": None,
+    "REFRESH_COOKIE_SECURE": True,
+    "REFRESH_COOKIE_SAMESITE": "Strict",
+    "REFRESH_COOKIE_PATH": None,
+    "REFRESH_COOKIE_DOMAIN": None,
 }
+
+TRANSPORTS = ("cookie", "body", "both", "auto")
 
 
 class Settings:
@@ -110,6 +119,40 @@ class Settings:
     @property
     def MAX_FAMILIES_PER_USER(self) -> int | None:
         return self._get("MAX_FAMILIES_PER_USER")
+
+    @property
+    def TRANSPORT(self) -> str:
+        """How refresh tokens travel: "cookie", "body", "both" or "auto"."""
+        return self._get("TRANSPORT")
+
+    @property
+    def REFRESH_COOKIE_SECURE(self) -> bool:
+        return self._get("REFRESH_COOKIE_SECURE")
+
+    @property
+    def REFRESH_COOKIE_NAME(self) -> str:
+        """``None`` picks a name: with ``Secure`` on, the ``__Secure-`` prefix makes
+        browsers refuse the cookie unless it is Secure and set over HTTPS, so a
+        network attacker cannot plant one. (``__Host-`` would also forbid a Path
+        other than "/", and the cookie is scoped to the token endpoints.) Without
+        ``Secure`` browsers reject that prefix, so the plain name is used."""
+        name = self._get("REFRESH_COOKIE_NAME")
+        if name:
+            return name
+        return "__Secure-refresh_token" if self.REFRESH_COOKIE_SECURE else "refresh_token"
+
+    @property
+    def REFRESH_COOKIE_SAMESITE(self) -> str:
+        return self._get("REFRESH_COOKIE_SAMESITE")
+
+    @property
+    def REFRESH_COOKIE_PATH(self) -> str | None:
+        """``None``: the common prefix of the refresh and logout URLs (see middleware)."""
+        return self._get("REFRESH_COOKIE_PATH")
+
+    @property
+    def REFRESH_COOKIE_DOMAIN(self) -> str | None:
+        return self._get("REFRESH_COOKIE_DOMAIN")
 
 
 app_settings = Settings()
