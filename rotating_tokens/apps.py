@@ -11,3 +11,6 @@ class RotatingTokensConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .receivers import connect
+
+        connect()  # revocation follows the account

@@ -7,9 +7,11 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed
 
 from .conf import app_settings
-from .services import family_allows_access
+from .services import family_allows_access, set_current_family
 
 if TYPE_CHECKING:
+    from rest_framework.request import Request
+    from rest_framework_simplejwt.authentication import AuthUser
     from rest_framework_simplejwt.tokens import Token
 
 
@@ -20,6 +22,13 @@ class AccessTokenAuthentication(JWTAuthentication):
     The family's state is cached (see ``services.family_allows_access``), so the check
     costs no query on most requests. ``CHECK_FAMILY_ON_ACCESS = False`` turns it off.
     """
+
+    def authenticate(self, request: Request) -> tuple[AuthUser, Token] | None:
+        result = super().authenticate(request)
+        if result is not None:
+            # So that a password change made by this request spares its own family.
+            set_current_family(result[1].get(app_settings.FAMILY_CLAIM))
+        return result
 
     def get_validated_token(self, raw_token: bytes) -> Token:
         token = super().get_validated_token(raw_token)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import TYPE_CHECKING, Any
 
 from django.core.cache import caches
-from django.db import router, transaction
+from django.db import connections, router, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -83,7 +85,25 @@ def start_family(
         family.save(force_insert=True)
         token.save(force_insert=True)
     signals.tokens_issued.send(sender=TokenFamily, family=family, user=user, token=token)
+    if app_settings.MAX_FAMILIES_PER_USER:
+        _evict_families(user, keep=family, limit=app_settings.MAX_FAMILIES_PER_USER, now=now)
     return _token_pair(user, family, token, raw, now)
+
+
+def _evict_families(user: AbstractBaseUser, *, keep: TokenFamily, limit: int, now: datetime) -> int:
+    """Revoke the least recently used active families of ``user`` beyond ``limit``,
+    ``keep`` (the new login) counting as the most recent one."""
+    others = (
+        TokenFamily.objects.for_user(user)
+        .active(now)
+        .exclude(pk=keep.pk)
+        .with_last_use()
+        .order_by("-last_used_at", "-created_at")
+    )
+    stale = list(others.values_list("pk", flat=True)[limit - 1 :])
+    if not stale:
+        return 0
+    return revoke_families(TokenFamily.objects.filter(pk__in=stale), RevokeReason.EVICTED, now=now)
 
 
 # Rotation --------------------------------------------------------------------------
@@ -321,6 +341,31 @@ def logout_all(user: AbstractBaseUser, *, now: datetime | None = None) -> int:
     return revoke_families(TokenFamily.objects.for_user(user), RevokeReason.LOGOUT_ALL, now=now)
 
 
+# The family of the request being served ----------------------------------------------
+#
+# AccessTokenAuthentication records it, so that a password change made through that
+# request spares the session it was made from; it is forgotten when the request ends
+# (receivers.py). A context variable, so threads and async tasks each see their own.
+
+_current_family: ContextVar[uuid.UUID | None] = ContextVar(
+    "rotating_tokens_current_family", default=None
+)
+
+
+def current_family_id() -> uuid.UUID | None:
+    """The family whose access token authenticated the request being served, if any."""
+    return _current_family.get()
+
+
+def set_current_family(family_id: Any) -> None:
+    """Record the family of the request being served (None forgets it). Code that
+    authenticates requests in another way can call it to get the same behaviour."""
+    try:
+        _current_family.set(uuid.UUID(str(family_id)) if family_id is not None else None)
+    except ValueError:
+        _current_family.set(None)
+
+
 # Access tokens follow their family ---------------------------------------------------
 #
 # Checking the family on every authenticated request would cost a query, so its state
@@ -384,3 +429,136 @@ def _cache_call(cache: BaseCache | None, method: str, *args: Any) -> Any:
     except Exception:  # a cache that is down must not take authentication with it
         logger.warning("Cache unavailable for family state; using the database.", exc_info=True)
         return None
+
+
+# Purge ---------------------------------------------------------------------------------
+
+
+@dataclass
+class PurgeResult:
+    """What a purge deleted (or, in a dry run, would delete)."""
+
+    families: int = 0
+    family_tokens: int = 0  # the tokens of those families
+    used_tokens: int = 0  # used, expired tokens of active families
+
+    @property
+    def tokens(self) -> int:
+        return self.family_tokens + self.used_tokens
+
+
+def purge(
+    *,
+    older_than: timedelta | None = None,
+    batch_size: int = 1000,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    progress: Callable[[PurgeResult], None] | None = None,
+) -> PurgeResult:
+    """Delete the families and tokens nobody needs any more.
+
+    - Families that are over (absolutely expired, idle: every token expired, or
+      revoked) since longer than ``older_than`` (default ``PURGE_RETENTION``), with
+      their tokens.
+    - In active families, used tokens whose own expiry has passed: presented again,
+      they are refused as expired before reuse detection looks at them. Every other
+      token stays, because reuse detection needs the used tokens of a live family.
+
+    Rows go in batches of ``batch_size``, each selected through an index and deleted
+    in its own short transaction, so memory and lock times stay flat whatever the size
+    of the table. A batch deletes only the rows still there, so two purges running at
+    once share the work instead of failing. ``progress`` is called after each batch
+    with the running totals.
+    """
+    now = now or timezone.now()
+    cutoff = now - (app_settings.PURGE_RETENTION if older_than is None else older_than)
+    db = router.db_for_write(TokenFamily)
+    if dry_run:
+        ended = TokenFamily.objects.using(db).filter(
+            Q(expires_at__lte=cutoff) | Q(revoked_at__lte=cutoff) | Q(pk__in=_idle_since(cutoff))
+        )
+        return PurgeResult(
+            families=ended.count(),
+            family_tokens=RefreshToken.objects.using(db).filter(family__in=ended).count(),
+            used_tokens=_spent_tokens(now).using(db).count(),
+        )
+
+    result = PurgeResult()
+    # Three selections, each driven by its own index, rather than one OR that the
+    # database could only answer by scanning every family.
+    for ended in (
+        TokenFamily.objects.filter(expires_at__lte=cutoff),
+        TokenFamily.objects.filter(revoked_at__lte=cutoff),
+        TokenFamily.objects.filter(pk__in=_idle_since(cutoff)),
+    ):
+        # A batch that found nothing ends the loop, not one whose rows another purge
+        # deleted first.
+        found = True
+        while found:
+            found, families, tokens = _purge_families_batch(ended.using(db), batch_size, db)
+            result.families += families
+            result.family_tokens += tokens
+            if found and progress:
+                progress(result)
+    found = True
+    while found:
+        found, tokens = _purge_tokens_batch(_spent_tokens(now).using(db), batch_size, db)
+        result.used_tokens += tokens
+        if found and progress:
+            progress(result)
+    return result
+
+
+def _idle_since(cutoff: datetime) -> QuerySet[TokenFamily]:
+    """Families whose every token had expired by ``cutoff``.
+
+    The candidates come from the index on the tokens' expiry: the newest token of a
+    family is the unused one, and it expires last, so an idle family has an unused
+    token that expired by then. The NOT EXISTS confirms it.
+    """
+    candidates = RefreshToken.objects.filter(used_at__isnull=True, expires_at__lte=cutoff)
+    unexpired = RefreshToken.objects.filter(family=OuterRef("pk"), expires_at__gt=cutoff)
+    return TokenFamily.objects.filter(
+        ~Exists(unexpired), pk__in=candidates.order_by().values("family_id")
+    ).values("pk")
+
+
+def _spent_tokens(now: datetime) -> QuerySet[RefreshToken]:
+    """Used, expired tokens of active families."""
+    return (
+        RefreshToken.objects.used().expired(now).filter(family__in=TokenFamily.objects.active(now))
+    )
+
+
+def _purge_families_batch(
+    ended: QuerySet[TokenFamily], batch_size: int, db: str
+) -> tuple[bool, int, int]:
+    """Delete up to ``batch_size`` families of ``ended`` with their tokens. Returns
+    whether any was found, and how many families and tokens this call deleted."""
+    with transaction.atomic(using=db):
+        ids = list(ended.order_by().values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return False, 0, 0
+        tokens = RefreshToken.objects.using(db).filter(family_id__in=ids).order_by()
+        if not connections[db].features.can_defer_constraint_checks:
+            # MySQL checks foreign keys row by row: a token still pointing at another
+            # one of the batch would block its deletion. Elsewhere the check waits
+            # for the commit, when the whole chain is gone.
+            tokens.filter(rotated_from__isnull=False).update(rotated_from=None)
+        # _raw_delete: one DELETE … WHERE id IN (…). QuerySet.delete() would load
+        # every row to emulate rotated_from's SET_NULL and send signals per row.
+        deleted_tokens = tokens._raw_delete(db)
+        families = TokenFamily.objects.using(db).filter(pk__in=ids).order_by()._raw_delete(db)
+    return True, families, deleted_tokens
+
+
+def _purge_tokens_batch(
+    spent: QuerySet[RefreshToken], batch_size: int, db: str
+) -> tuple[bool, int]:
+    with transaction.atomic(using=db):
+        ids = list(spent.order_by().values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return False, 0
+        # Their successors stay: unlink them first (what SET_NULL means).
+        RefreshToken.objects.using(db).filter(rotated_from__in=ids).update(rotated_from=None)
+        return True, RefreshToken.objects.using(db).filter(pk__in=ids).order_by()._raw_delete(db)
