@@ -223,3 +223,41 @@ def _check_cookie_name(secure: bool) -> list[CheckMessage]:
             id="rotating_tokens.E013",
         )
     ]
+
+
+# Operations: purge, eviction, password changes (E020-E029, W020-W029) ---------------
+
+
+@register(Tags.security)
+def check_operations(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    user_settings = getattr(settings, "ROTATING_TOKENS", None)
+    if user_settings is not None and not isinstance(user_settings, dict):
+        return []  # E001 says it
+    errors: list[CheckMessage] = []
+    retention = app_settings.PURGE_RETENTION
+    if not isinstance(retention, timedelta) or retention < timedelta(0):
+        errors.append(
+            Error("PURGE_RETENTION must be a timedelta of zero or more.", id="rotating_tokens.E020")
+        )
+    limit = app_settings.MAX_FAMILIES_PER_USER
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        errors.append(
+            Error(
+                "MAX_FAMILIES_PER_USER must be None (no limit) or a whole number of 1 or more.",
+                id="rotating_tokens.E021",
+            )
+        )
+    revoke = app_settings.REVOKE_ON_PASSWORD_CHANGE
+    if not isinstance(revoke, bool):
+        errors.append(
+            Error("REVOKE_ON_PASSWORD_CHANGE must be True or False.", id="rotating_tokens.E022")
+        )
+    elif not revoke:
+        errors.append(
+            Warning(
+                "REVOKE_ON_PASSWORD_CHANGE is off: whoever holds a stolen refresh token "
+                "stays logged in after the user changes the password.",
+                id="rotating_tokens.W020",
+            )
+        )
+    return errors

@@ -33,3 +33,20 @@ class TokenPairSerializer(serializers.Serializer):
     access_expires_at = serializers.DateTimeField()
     refresh = serializers.CharField()
     refresh_expires_at = serializers.DateTimeField()
+
+
+class SessionSerializer(serializers.Serializer):
+    """One of the user's active families, as ``GET sessions/`` lists them. Address and
+    user agent are those of the last use; ``current`` needs ``current_family_id`` in
+    the context."""
+
+    id = serializers.UUIDField()
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    ip_address = serializers.IPAddressField(source="last_ip_address")
+    user_agent = serializers.CharField(source="last_user_agent")
+    current = serializers.SerializerMethodField()
+
+    def get_current(self, family: Any) -> bool:
+        return str(family.pk) == str(self.context.get("current_family_id"))

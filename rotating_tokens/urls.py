@@ -11,4 +11,6 @@ urlpatterns = [
     path("token/refresh/", views.RefreshTokenView.as_view(), name="refresh"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("logout/all/", views.LogoutAllView.as_view(), name="logout-all"),
+    path("sessions/", views.SessionListView.as_view(), name="sessions"),
+    path("sessions/<uuid:family_id>/", views.SessionView.as_view(), name="session"),
 ]

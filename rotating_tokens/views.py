@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.contrib.auth import authenticate
 from django.db import DatabaseError
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 from rest_framework import status
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, NotFound
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,7 +30,13 @@ from .exceptions import (
     exception_handler,
 )
 from .middleware import note_body_token, refresh_token_from_cookie
-from .serializers import ObtainSerializer, RefreshSerializer, TokenPairSerializer
+from .models import RevokeReason, TokenFamily
+from .serializers import (
+    ObtainSerializer,
+    RefreshSerializer,
+    SessionSerializer,
+    TokenPairSerializer,
+)
 from .throttling import OptionalScopedRateThrottle
 
 
@@ -146,4 +154,36 @@ class LogoutAllView(TokenAPIView):
 
     def post(self, request: Request) -> Response:
         services.logout_all(request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionListView(TokenAPIView):
+    """``GET sessions/``: the user's active families (devices), newest first."""
+
+    authentication_classes = (AccessTokenAuthentication,)
+    permission_classes = (IsAuthenticated,)
+    serializer_class = SessionSerializer
+
+    def get(self, request: Request) -> Response:
+        sessions = TokenFamily.objects.for_user(request.user).active().with_last_use()
+        serializer = self.serializer_class(
+            sessions.order_by("-created_at"),
+            many=True,
+            context={"current_family_id": request.auth.get(app_settings.FAMILY_CLAIM)},
+        )
+        return Response(serializer.data)
+
+
+class SessionView(TokenAPIView):
+    """``DELETE sessions/<id>/``: sign one of the user's devices out. Another user's
+    family and an unknown id get the same 404."""
+
+    authentication_classes = (AccessTokenAuthentication,)
+    permission_classes = (IsAuthenticated,)
+
+    def delete(self, request: Request, family_id: uuid.UUID) -> Response:
+        family = TokenFamily.objects.for_user(request.user).filter(pk=family_id).first()
+        if family is None:
+            raise NotFound(_("No such session."))
+        services.revoke_family(family, RevokeReason.LOGOUT)
         return Response(status=status.HTTP_204_NO_CONTENT)
