@@ -7,6 +7,7 @@ so tests move time instead of sleeping.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -164,6 +165,8 @@ def rotate(raw_token: object, client: Client, *, now: datetime | None = None) ->
         token = _find_token(parsed, db)
         if token is None:  # deleted in between (purged): as unknown
             raise TokenInvalid
+        if token.family.is_revoked:  # logged out meanwhile: never honoured
+            raise TokenRevoked
         return _retry_or_reuse(token, parsed, client, now)
 
     token.used_at = now
@@ -232,9 +235,23 @@ def _successor_for_retry(token: RefreshToken, client: Client, now: datetime) -> 
         return None
     if successor is None or successor.is_used or successor.sealed is None:
         return None
-    if (successor.ip_address, successor.user_agent) != (client.ip_address, client.user_agent):
+    if successor.user_agent != client.user_agent or not _same_ip(
+        successor.ip_address, client.ip_address
+    ):
         return None
     return successor
+
+
+def _same_ip(stored: str | None, presented: str | None) -> bool:
+    """Compare addresses as addresses, not strings: the database hands back an
+    IPv4-mapped client as "::ffff:192.0.2.1" where Python spells it "::ffff:c000:201",
+    and a dual-stack server sees every IPv4 client that way."""
+    if stored is None or presented is None:
+        return stored == presented
+    try:
+        return ipaddress.ip_address(stored) == ipaddress.ip_address(presented)
+    except ValueError:
+        return stored == presented
 
 
 def _new_token(

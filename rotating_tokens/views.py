@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.contrib.auth import authenticate
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import DatabaseError
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
@@ -24,6 +25,7 @@ from .authentication import AccessTokenAuthentication
 from .conf import app_settings
 from .exceptions import (
     InvalidCredentials,
+    RequestTooLarge,
     ServiceUnavailable,
     TokenError,
     TokenMissing,
@@ -71,6 +73,9 @@ class TokenAPIView(APIView):
             exc = AuthenticationFailed(detail=exc.message, code=exc.code)
         elif isinstance(exc, DatabaseError):
             exc = ServiceUnavailable()
+        elif isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
+            # Django would answer an HTML 400; keep the {"detail", "code"} contract.
+            exc = RequestTooLarge()
         response = super().handle_exception(exc)
         if response.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
             response["Retry-After"] = "1"

@@ -1,0 +1,374 @@
+"""The HTTP contract of the endpoints: status codes, ``{"detail", "code"}`` bodies, headers."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from rotating_tokens import services
+from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
+from rotating_tokens.throttling import OptionalScopedRateThrottle
+
+from .factories import RefreshTokenFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+OBTAIN, REFRESH = "/api/auth/token/", "/api/auth/token/refresh/"
+LOGOUT, LOGOUT_ALL = "/api/auth/logout/", "/api/auth/logout/all/"
+
+
+def _login(api_client: APIClient, user, password: str) -> dict:
+    response = api_client.post(
+        OBTAIN, {"username": user.username, "password": password}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def _refresh(api_client: APIClient, raw, **extra):
+    return api_client.post(REFRESH, {"refresh": raw}, format="json", **extra)
+
+
+def _assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["code"] == code
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    return body
+
+
+def _assert_only_error(response, status: int, code: str) -> None:
+    body = _assert_error(response, status, code)
+    assert set(body) == {"detail", "code"}
+
+
+# Obtain -----------------------------------------------------------------------------
+
+
+def test_obtain_returns_the_token_pair(api_client, user, password):
+    response = api_client.post(
+        OBTAIN, {"username": user.username, "password": password}, format="json"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"access", "access_expires_at", "refresh", "refresh_expires_at"}
+    assert body["refresh"].startswith("rtok_")
+    now = timezone.now()
+    access_expiry = datetime.fromisoformat(body["access_expires_at"])
+    refresh_expiry = datetime.fromisoformat(body["refresh_expires_at"])
+    assert access_expiry.tzinfo is not None
+    assert refresh_expiry.tzinfo is not None
+    assert now < access_expiry <= now + timedelta(minutes=5)
+    assert now + timedelta(days=13) < refresh_expiry <= now + timedelta(days=14)
+    assert TokenFamily.objects.for_user(user).count() == 1
+
+
+@pytest.mark.parametrize("path", [OBTAIN, REFRESH])
+def test_token_responses_are_not_cached(api_client, user, password, path):
+    login = _login(api_client, user, password)
+    response = (
+        _refresh(api_client, login["refresh"])
+        if path == REFRESH
+        else api_client.post(path, {"username": user.username, "password": password})
+    )
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_obtain_accepts_form_data(api_client, user, password):
+    response = api_client.post(OBTAIN, {"username": user.username, "password": password})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("case", ["wrong password", "unknown user", "inactive user"])
+def test_obtain_refuses_bad_credentials_alike(api_client, user, password, case):
+    credentials = {"username": user.username, "password": password}
+    if case == "wrong password":
+        credentials["password"] = password + "!"
+    elif case == "unknown user":
+        credentials["username"] = "nobody-by-that-name"
+    else:
+        user.is_active = False
+        user.save()
+    response = api_client.post(OBTAIN, credentials, format="json")
+    assert response.status_code == 401
+    assert response.json() == {
+        "detail": "No active account was found with these credentials.",
+        "code": "invalid_credentials",
+    }
+    assert not TokenFamily.objects.exists()
+
+
+def test_obtain_without_fields_lists_field_errors(api_client):
+    response = api_client.post(OBTAIN, {}, format="json")
+    body = _assert_error(response, 400, "invalid")
+    assert set(body) == {"detail", "code", "username", "password"}
+    assert body["username"] and body["password"]
+
+
+def test_obtain_with_json_array_body_is_400(api_client):
+    _assert_error(api_client.post(OBTAIN, [1, 2], format="json"), 400, "invalid")
+
+
+@pytest.mark.parametrize("field", ["username", "password"])
+def test_obtain_with_huge_field_is_400(api_client, user, password, field):
+    credentials = {"username": user.username, "password": password}
+    credentials[field] = "x" * 1_000_000
+    body = _assert_error(api_client.post(OBTAIN, credentials, format="json"), 400, "invalid")
+    assert field in body
+
+
+@pytest.mark.parametrize("value", [None, 12, ["a"], {"a": 1}, True])
+def test_obtain_with_wrong_json_types_is_never_500(api_client, user, value):
+    response = api_client.post(
+        OBTAIN, {"username": user.username, "password": value}, format="json"
+    )
+    assert response.status_code in (400, 401)
+    assert set(response.json()) >= {"detail", "code"}
+
+
+@pytest.mark.parametrize("path", [OBTAIN, REFRESH, LOGOUT])
+def test_malformed_json_is_parse_error(api_client, path):
+    response = api_client.post(path, b'{"refresh": ', content_type="application/json")
+    _assert_only_error(response, 400, "parse_error")
+
+
+@pytest.mark.parametrize("path", [OBTAIN, REFRESH, LOGOUT])
+def test_wrong_content_type_is_415(api_client, path):
+    response = api_client.post(path, b"refresh=x", content_type="text/plain")
+    _assert_only_error(response, 415, "unsupported_media_type")
+
+
+# Refresh ----------------------------------------------------------------------------
+
+
+def test_refresh_returns_a_new_pair(api_client, user, password):
+    login = _login(api_client, user, password)
+    response = _refresh(api_client, login["refresh"])
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"access", "access_expires_at", "refresh", "refresh_expires_at"}
+    assert body["refresh"] != login["refresh"]
+    datetime.fromisoformat(body["access_expires_at"])
+    datetime.fromisoformat(body["refresh_expires_at"])
+
+
+@pytest.mark.parametrize("body", [{}, {"refresh": ""}, {"refresh": None}, {"other": "x"}], ids=repr)
+def test_refresh_without_token_is_token_missing(api_client, body):
+    _assert_only_error(api_client.post(REFRESH, body, format="json"), 401, "token_missing")
+
+
+def test_refresh_without_body_is_token_missing(api_client):
+    _assert_only_error(api_client.post(REFRESH), 401, "token_missing")
+
+
+def test_refresh_with_json_array_body_is_token_missing(api_client):
+    response = api_client.post(REFRESH, ["rtok_x"], format="json")
+    _assert_only_error(response, 401, "token_missing")
+
+
+@pytest.mark.parametrize("value", [12, 1.5, True, ["rtok_x"], {"refresh": "rtok_x"}], ids=repr)
+def test_refresh_with_wrong_json_type_is_token_invalid(api_client, value):
+    _assert_only_error(_refresh(api_client, value), 401, "token_invalid")
+
+
+@pytest.mark.parametrize(
+    "value", ["garbage", "rtok_" + "a" * 59, "rtok_" + "!" * 59, "rtok_" + "a" * 2_000_000]
+)
+def test_refresh_with_malformed_or_unknown_token_is_token_invalid(api_client, value):
+    _assert_only_error(_refresh(api_client, value), 401, "token_invalid")
+
+
+@pytest.mark.parametrize("path", [OBTAIN, REFRESH, LOGOUT])
+def test_body_over_the_upload_limit_is_413(api_client, path):
+    body = json.dumps({"refresh": "a" * 3_000_000, "username": "u", "password": "p"})
+    response = api_client.post(path, body, content_type="application/json")
+    _assert_only_error(response, 413, "request_too_large")
+
+
+def test_form_with_too_many_fields_is_413(api_client):
+    fields = {f"f{i}": "x" for i in range(2000)}
+    _assert_only_error(api_client.post(REFRESH, fields), 413, "request_too_large")
+
+
+def test_refresh_of_revoked_family_is_token_revoked(api_client, user, password):
+    login = _login(api_client, user, password)
+    services.revoke_family(TokenFamily.objects.get(), RevokeReason.ADMIN)
+    _assert_only_error(_refresh(api_client, login["refresh"]), 401, "token_revoked")
+
+
+def test_refresh_of_expired_token_is_token_expired(api_client, time_machine):
+    time_machine.move_to(timezone.now(), tick=False)
+    token = RefreshTokenFactory()
+    time_machine.shift(timedelta(days=14))
+    _assert_only_error(_refresh(api_client, token.raw), 401, "token_expired")
+
+
+def test_replayed_token_is_token_reused(api_client, user, password):
+    login = _login(api_client, user, password)
+    newest = _refresh(api_client, login["refresh"]).json()["refresh"]
+    replay = _refresh(api_client, login["refresh"], HTTP_USER_AGENT="thief/1.0")
+    _assert_only_error(replay, 401, "token_reused")
+    _assert_only_error(_refresh(api_client, newest), 401, "token_revoked")
+
+
+def test_refused_refresh_says_how_to_authenticate(api_client):
+    response = _refresh(api_client, "garbage")
+    assert response.status_code == 401
+    assert response.has_header("WWW-Authenticate")
+
+
+# Grace over HTTP: the client is found as DRF's throttles find it -------------------
+
+
+def test_retry_from_same_client_gets_the_identical_refresh_token(api_client, user, password):
+    login = _login(api_client, user, password)
+    first = _refresh(api_client, login["refresh"]).json()
+    count = RefreshToken.objects.count()
+    retry = _refresh(api_client, login["refresh"])
+    assert retry.status_code == 200
+    assert retry["Cache-Control"] == "no-store"
+    assert retry.json()["refresh"] == first["refresh"]
+    assert retry.json()["access"] != first["access"]
+    assert RefreshToken.objects.count() == count
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"REMOTE_ADDR": "198.51.100.7"},
+        {"HTTP_X_FORWARDED_FOR": "198.51.100.7"},
+        {"HTTP_USER_AGENT": "pytest-client/1.1"},
+    ],
+    ids=["REMOTE_ADDR", "X-Forwarded-For", "user agent"],
+)
+def test_retry_from_another_client_is_token_reused(api_client, user, password, other):
+    login = _login(api_client, user, password)
+    first = _refresh(api_client, login["refresh"]).json()
+    _assert_only_error(_refresh(api_client, login["refresh"], **other), 401, "token_reused")
+    _assert_only_error(_refresh(api_client, first["refresh"]), 401, "token_revoked")
+
+
+def test_retry_behind_the_same_forwarded_address_is_honoured(api_client, user, password):
+    login = _login(api_client, user, password)
+    first = _refresh(api_client, login["refresh"], HTTP_X_FORWARDED_FOR="198.51.100.7").json()
+    retry = _refresh(
+        api_client, login["refresh"], HTTP_X_FORWARDED_FOR="198.51.100.7", REMOTE_ADDR="10.0.0.9"
+    )
+    assert retry.status_code == 200
+    assert retry.json()["refresh"] == first["refresh"]
+
+
+@pytest.mark.parametrize("address", ["::ffff:203.0.113.10", "2001:DB8:0:0::1"])
+def test_retry_from_same_ipv6_client_is_honoured(user, password, address):
+    # Dual-stack servers see IPv4 clients as IPv4-mapped IPv6 addresses; the address
+    # stored on the successor must compare equal to the one of the retry.
+    api_client = APIClient(HTTP_USER_AGENT="pytest-client/1.0", REMOTE_ADDR=address)
+    login = _login(api_client, user, password)
+    first = _refresh(api_client, login["refresh"]).json()
+    retry = _refresh(api_client, login["refresh"])
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["refresh"] == first["refresh"]
+
+
+# Logout -----------------------------------------------------------------------------
+
+
+def test_logout_revokes_the_family(api_client, user, password):
+    login = _login(api_client, user, password)
+    response = api_client.post(LOGOUT, {"refresh": login["refresh"]}, format="json")
+    assert response.status_code == 204
+    assert response.content == b""
+    family = TokenFamily.objects.get()
+    assert family.revoke_reason == RevokeReason.LOGOUT
+    _assert_only_error(_refresh(api_client, login["refresh"]), 401, "token_revoked")
+
+
+def test_logout_is_idempotent(api_client, user, password):
+    login = _login(api_client, user, password)
+    for _ in range(2):
+        response = api_client.post(LOGOUT, {"refresh": login["refresh"]}, format="json")
+        assert response.status_code == 204
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"refresh": "rtok_" + "a" * 59}, {"refresh": "garbage"}, {"refresh": 12}, {}, ["x"]],
+    ids=["unknown", "malformed", "int", "empty", "array"],
+)
+def test_logout_answers_204_whatever_the_token(api_client, user, password, body):
+    _login(api_client, user, password)
+    assert api_client.post(LOGOUT, body, format="json").status_code == 204
+    assert TokenFamily.objects.get().revoked_at is None
+
+
+def test_logout_all_revokes_every_family_of_the_user(api_client, user, password):
+    logins = [_login(api_client, user, password) for _ in range(3)]
+    other_user = UserFactory()
+    other = _login(api_client, other_user, password)
+    response = api_client.post(
+        LOGOUT_ALL, HTTP_AUTHORIZATION=f"Bearer {logins[0]['access']}", format="json"
+    )
+    assert response.status_code == 204
+    assert set(TokenFamily.objects.for_user(user).values_list("revoke_reason", flat=True)) == {
+        RevokeReason.LOGOUT_ALL
+    }
+    for login in logins:
+        _assert_only_error(_refresh(api_client, login["refresh"]), 401, "token_revoked")
+    assert _refresh(api_client, other["refresh"]).status_code == 200
+
+
+def test_logout_all_needs_an_access_token(api_client, user, password):
+    _login(api_client, user, password)
+    response = api_client.post(LOGOUT_ALL)
+    _assert_only_error(response, 401, "not_authenticated")
+    assert TokenFamily.objects.get().revoked_at is None
+
+
+def test_logout_all_refuses_a_refresh_token_as_bearer(api_client, user, password):
+    login = _login(api_client, user, password)
+    response = api_client.post(LOGOUT_ALL, HTTP_AUTHORIZATION=f"Bearer {login['refresh']}")
+    _assert_only_error(response, 401, "token_not_valid")
+
+
+# Throttling -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def throttle_rates(monkeypatch):
+    # DRF reads DEFAULT_THROTTLE_RATES into a class attribute at import.
+    rates: dict[str, str] = {}
+    monkeypatch.setattr(OptionalScopedRateThrottle, "THROTTLE_RATES", rates)
+    return rates
+
+
+def test_login_is_throttled_by_its_scope(api_client, user, password, throttle_rates):
+    throttle_rates["rotating_tokens_login"] = "2/minute"
+    credentials = {"username": user.username, "password": password}
+    for _ in range(2):
+        assert api_client.post(OBTAIN, credentials, format="json").status_code == 200
+    response = api_client.post(OBTAIN, credentials, format="json")
+    _assert_only_error(response, 429, "throttled")
+    assert response.has_header("Retry-After")
+
+
+def test_refresh_is_throttled_by_its_scope(api_client, throttle_rates):
+    throttle_rates["rotating_tokens_refresh"] = "2/minute"
+    for _ in range(2):
+        _assert_error(_refresh(api_client, "garbage"), 401, "token_invalid")
+    _assert_only_error(_refresh(api_client, "garbage"), 429, "throttled")
+
+
+def test_scope_without_a_rate_is_not_throttled(api_client, user, password, throttle_rates):
+    throttle_rates["rotating_tokens_login"] = "1/minute"
+    login = _login(api_client, user, password)
+    raw = login["refresh"]
+    for _ in range(5):
+        response = _refresh(api_client, raw)
+        assert response.status_code == 200
+        raw = response.json()["refresh"]
