@@ -1,0 +1,549 @@
+"""Refresh-token rotation: this app against djangorestframework-simplejwt, in one run.
+
+    .venv/bin/pip install -e ".[bench]"
+    .venv/bin/python benchmarks/compare_simplejwt.py
+
+Starts both projects under gunicorn (same worker count and settings, DEBUG off), each
+on a fresh PostgreSQL database that it creates and drops, and drives them with the same
+HTTP client, alternating, at several concurrencies. Every client follows one chain:
+each refresh sends the token the previous one returned. Then it counts SQL statements
+per login and refresh in-process, times the two hashers and the secret comparison, and
+fires 50 concurrent refreshes of one token at each server.
+
+Needs PostgreSQL (``--pg``, default postgres://postgres@127.0.0.1:5432) and Redis for
+the example project's shared family-state cache (``--redis``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+USERNAME = "bench"
+PASSWORD = "bench-password-1234"
+SECRET_KEY = "benchmark-only-secret-key-not-for-production-0123456789"
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    settings: str
+    wsgi: str
+    database: str
+    port: int
+    login_path: str
+    refresh_path: str
+
+
+OURS = Peer(
+    "rotating_tokens",
+    "example_project.settings",
+    "example_project.wsgi:application",
+    "bench_ours",
+    8301,
+    "/api/auth/token/",
+    "/api/auth/token/refresh/",
+)
+THEIRS = Peer(
+    "simplejwt",
+    "benchmarks.simplejwt_peer.settings",
+    "benchmarks.simplejwt_peer.wsgi:application",
+    "bench_peer",
+    8302,
+    "/api/token/",
+    "/api/token/refresh/",
+)
+PEERS = (OURS, THEIRS)
+
+
+# HTTP ----------------------------------------------------------------------------------
+
+
+def post(port: int, path: str, body: dict[str, Any], timeout: float = 30) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        payload = json.dumps(body)
+        conn.request(
+            "POST",
+            path,
+            payload,
+            {"Content-Type": "application/json", "User-Agent": "bench-client/1.0"},
+        )
+        response = conn.getresponse()
+        data = response.read()
+        try:
+            return response.status, json.loads(data)
+        except ValueError:
+            return response.status, None
+    finally:
+        conn.close()
+
+
+def login(peer: Peer) -> str:
+    status, data = post(peer.port, peer.login_path, {"username": USERNAME, "password": PASSWORD})
+    if status != 200:
+        raise RuntimeError(f"{peer.name}: login failed with {status}: {data}")
+    return data["refresh"]
+
+
+# Servers and databases -----------------------------------------------------------------
+
+
+def peer_env(peer: Peer, args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=str(ROOT),
+        DJANGO_SETTINGS_MODULE=peer.settings,
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=SECRET_KEY,
+        DATABASE_URL=f"{args.pg}/{peer.database}",
+        REDIS_URL=args.redis,
+        # Throttling is off for the benchmark: one address sends thousands of refreshes,
+        # and the peer has none.
+        LOGIN_THROTTLE_RATE="",
+        REFRESH_THROTTLE_RATE="",
+    )
+    return env
+
+
+def admin_sql(args: argparse.Namespace, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def recreate_databases(args: argparse.Namespace) -> None:
+    for peer in PEERS:
+        admin_sql(
+            args,
+            f"DROP DATABASE IF EXISTS {peer.database} WITH (FORCE)",
+            f"CREATE DATABASE {peer.database}",
+        )
+
+
+def drop_databases(args: argparse.Namespace) -> None:
+    for peer in PEERS:
+        admin_sql(args, f"DROP DATABASE IF EXISTS {peer.database} WITH (FORCE)")
+
+
+def run_child(peer: Peer, args: argparse.Namespace, task: str) -> Any:
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", task],
+        env=peer_env(peer, args),
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def start_server(peer: Peer, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            peer.wsgi,
+            "--workers",
+            str(args.workers),
+            "--bind",
+            f"127.0.0.1:{peer.port}",
+            "--backlog",
+            "256",
+            "--log-level",
+            "warning",
+        ],
+        env=peer_env(peer, args),
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{peer.name}: gunicorn exited with {process.returncode}")
+        try:
+            status, _ = post(peer.port, peer.refresh_path, {"refresh": "x"}, timeout=5)
+            if status in (400, 401):
+                return process
+        except OSError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{peer.name}: gunicorn did not answer in 60 s")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# Load ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    latencies: list[float] = field(default_factory=list)
+    refreshes: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+
+def run_phase(peer: Peer, tokens: list[str], duration: float) -> Phase:
+    """``len(tokens)`` clients refresh their own chain for ``duration`` seconds."""
+    phase = Phase()
+    lock = threading.Lock()
+    start = threading.Barrier(len(tokens) + 1)
+    deadline = 0.0
+
+    def client(index: int) -> None:
+        latencies: list[float] = []
+        errors = 0
+        start.wait()
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            try:
+                status, data = post(peer.port, peer.refresh_path, {"refresh": tokens[index]})
+            except OSError:
+                status, data = 0, None
+            elapsed = time.perf_counter() - began
+            if status == 200:
+                latencies.append(elapsed)
+                tokens[index] = data["refresh"]
+            else:
+                errors += 1
+                tokens[index] = login(peer)  # the chain is broken: start a new one
+        with lock:
+            phase.latencies.extend(latencies)
+            phase.refreshes += len(latencies)
+            phase.errors += errors
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(tokens))]
+    for thread in threads:
+        thread.start()
+    began = time.perf_counter()
+    deadline = began + duration
+    start.wait()
+    for thread in threads:
+        thread.join()
+    phase.seconds = time.perf_counter() - began
+    return phase
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+def concurrent_refreshes_of_one_token(peer: Peer, count: int = 50) -> dict[str, Any]:
+    """``count`` clients (same user agent and address) send the same token at once."""
+    token = login(peer)
+    barrier = threading.Barrier(count)
+    results: list[tuple[int, Any]] = []
+    lock = threading.Lock()
+
+    def fire() -> None:
+        barrier.wait()
+        result = post(peer.port, peer.refresh_path, {"refresh": token})
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=fire) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses: dict[str, int] = {}
+    for status, _ in results:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    distinct = {data["refresh"] for status, data in results if status == 200}
+    return {"statuses": statuses, "distinct_refresh_tokens": len(distinct)}
+
+
+# In-process measurements (run in a child process per peer) -----------------------------
+
+
+def child_setup() -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    get_user_model().objects.create_user(USERNAME, password=PASSWORD)
+    return {"ok": True}
+
+
+def count_statements(login_path: str, refresh_path: str) -> dict[str, Any]:
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_USER_AGENT="bench-client/1.0")
+    with CaptureQueriesContext(connection) as login_queries:
+        response = client.post(
+            login_path, {"username": USERNAME, "password": PASSWORD}, "application/json"
+        )
+    assert response.status_code == 200, response.content
+    refresh = response.json()["refresh"]
+    with CaptureQueriesContext(connection) as refresh_queries:
+        response = client.post(refresh_path, {"refresh": refresh}, "application/json")
+    assert response.status_code == 200, response.content
+    return {
+        "login": len(login_queries),
+        "refresh": len(refresh_queries),
+        "refresh_sql": [q["sql"][:90] for q in refresh_queries.captured_queries],
+    }
+
+
+def median_seconds(call: Callable[[], Any], repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - began)
+    return statistics.median(samples)
+
+
+def hasher_costs() -> dict[str, Any]:
+    """In-process cost of one refresh (services.rotate) under each hasher."""
+    from django.contrib.auth import get_user_model
+    from django.test.utils import override_settings
+
+    from rotating_tokens import crypto, services
+
+    user = get_user_model().objects.get(username=USERNAME)
+    client = services.Client("127.0.0.1", "bench-client/1.0")
+    out: dict[str, Any] = {}
+    for hasher, repeat in ((crypto.HMAC_SHA256, 300), (crypto.ARGON2, 15)):
+        with override_settings(ROTATING_TOKENS={"TOKEN_HASHER": hasher}):
+            raw = services.start_family(user, client).refresh
+
+            def refresh() -> None:
+                nonlocal raw
+                raw = services.rotate(raw, client).refresh
+
+            refresh()  # warm up
+            out[hasher] = {
+                "refresh_ms": 1000 * median_seconds(refresh, repeat),
+                "hash_ms": 1000
+                * median_seconds(lambda h=hasher: crypto.hash_secret("s" * 43, h), repeat),
+            }
+            stored = crypto.hash_secret("s" * 43, hasher)
+            out[hasher]["verify_ms"] = 1000 * median_seconds(
+                lambda stored=stored: crypto.verify_secret("s" * 43, stored), repeat
+            )
+    return out
+
+
+def verification_timing() -> dict[str, Any]:
+    """Right lookup key: the right secret against wrong ones, interleaved so drift in
+    machine load hits all of them alike. Medians and means in microseconds."""
+    from django.contrib.auth import get_user_model
+    from django.db import router
+
+    from rotating_tokens import crypto, services
+    from rotating_tokens.models import RefreshToken
+
+    user = get_user_model().objects.get(username=USERNAME)
+    raw = services.start_family(user, services.Client("127.0.0.1", "bench")).refresh
+    parsed = crypto.parse_token(raw)
+    stored = RefreshToken.objects.get(lookup_key=parsed.lookup_key).secret_hash
+    flip = {"A": "B", "B": "A"}
+    first = flip.get(parsed.secret[0], "A") + parsed.secret[1:]
+    last = parsed.secret[:-1] + flip.get(parsed.secret[-1], "A")
+    candidates = {"right secret": parsed.secret, "wrong first char": first, "wrong last char": last}
+    db = router.db_for_write(RefreshToken)
+
+    def measure(call: Callable[[str], Any], rounds: int) -> dict[str, Any]:
+        samples: dict[str, list[float]] = {name: [] for name in candidates}
+        for _ in range(rounds):
+            for name, secret in candidates.items():
+                began = time.perf_counter_ns()
+                call(secret)
+                samples[name].append((time.perf_counter_ns() - began) / 1000)
+        return {
+            name: {"median_us": statistics.median(s), "mean_us": statistics.fmean(s)}
+            for name, s in samples.items()
+        }
+
+    return {
+        "verify_secret": measure(lambda secret: crypto.verify_secret(secret, stored), 20000),
+        "find_token (SELECT + verify)": measure(
+            lambda secret: services._find_token(crypto.ParsedToken(parsed.lookup_key, secret), db),
+            300,
+        ),
+    }
+
+
+def child(task: str) -> None:
+    import django
+
+    django.setup()
+    settings_module = os.environ["DJANGO_SETTINGS_MODULE"]
+    peer = next(p for p in PEERS if p.settings == settings_module)
+    if task == "setup":
+        result = child_setup()
+    else:
+        result = {"sql": count_statements(peer.login_path, peer.refresh_path)}
+        if peer is OURS:
+            result["hashers"] = hasher_costs()
+            result["timing"] = verification_timing()
+    print(json.dumps(result))
+
+
+# Report --------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import django
+    import rest_framework_simplejwt
+
+    simplejwt_version = getattr(rest_framework_simplejwt, "__version__", "?")
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, Django {django.get_version()}, "
+        f"simplejwt {simplejwt_version}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/3")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--duration", type=float, default=5, help="seconds per phase")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations per concurrency")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+
+    print(machine(), flush=True)
+    recreate_databases(args)
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        measured = {}
+        for peer in PEERS:
+            run_child(peer, args, "setup")
+            measured[peer.name] = run_child(peer, args, "measure")
+        servers = [start_server(peer, args) for peer in PEERS]
+        races = {peer.name: concurrent_refreshes_of_one_token(peer) for peer in PEERS}
+
+        chains = {peer.name: [login(peer) for _ in range(max(args.concurrency))] for peer in PEERS}
+        for peer in PEERS:  # warm both servers up
+            run_phase(peer, chains[peer.name], 1)
+        results: dict[tuple[str, int], list[Phase]] = {}
+        for concurrency in args.concurrency:
+            for round_ in range(args.rounds):
+                order = PEERS if round_ % 2 == 0 else PEERS[::-1]
+                for peer in order:
+                    tokens = chains[peer.name][:concurrency]
+                    phase = run_phase(peer, tokens, args.duration)
+                    chains[peer.name][:concurrency] = tokens
+                    results.setdefault((peer.name, concurrency), []).append(phase)
+                    print(
+                        f"  {peer.name:16} c={concurrency:<3} round {round_ + 1}: "
+                        f"{phase.refreshes / phase.seconds:7.1f}/s",
+                        flush=True,
+                    )
+    finally:
+        for server in servers:
+            stop_server(server)
+        drop_databases(args)
+
+    print()
+    print(
+        f"Refresh throughput, gunicorn {args.workers} sync workers each, "
+        f"{args.rounds} x {args.duration:g} s per peer and concurrency, alternating:"
+    )
+    header = f"{'peer':16} {'clients':>7} {'refresh/s':>10} {'p50 ms':>8} {'p95 ms':>8} "
+    print(header + f"{'p99 ms':>8} {'errors':>7} {'ours/theirs':>12}")
+    for concurrency in args.concurrency:
+        rates = {}
+        for peer in PEERS:
+            phases = results[(peer.name, concurrency)]
+            latencies = [x for p in phases for x in p.latencies]
+            rate = sum(p.refreshes for p in phases) / sum(p.seconds for p in phases)
+            rates[peer.name] = rate
+            ratio = f"{rates[OURS.name] / rate:.2f}x" if peer is THEIRS else ""
+            print(
+                f"{peer.name:16} {concurrency:>7} {rate:>10.1f} "
+                f"{1000 * percentile(latencies, 0.50):>8.1f} "
+                f"{1000 * percentile(latencies, 0.95):>8.1f} "
+                f"{1000 * percentile(latencies, 0.99):>8.1f} "
+                f"{sum(p.errors for p in phases):>7} {ratio:>12}"
+            )
+
+    print("\nSQL statements (CaptureQueriesContext, transaction control included):")
+    for peer in PEERS:
+        sql = measured[peer.name]["sql"]
+        print(f"  {peer.name:16} login {sql['login']:>2}   refresh {sql['refresh']:>2}")
+        for statement in sql["refresh_sql"]:
+            print(f"      {statement}")
+
+    print("\nHasher cost (in-process, median):")
+    for hasher, cost in measured[OURS.name]["hashers"].items():
+        print(
+            f"  {hasher:12} refresh {cost['refresh_ms']:7.2f} ms   hash {cost['hash_ms']:7.3f} ms"
+            f"   verify {cost['verify_ms']:7.3f} ms"
+        )
+
+    print("\nRight lookup key, right vs wrong secret (hmac-sha256):")
+    for what, figures in measured[OURS.name]["timing"].items():
+        print(f"  {what}")
+        for name, figure in figures.items():
+            print(
+                f"    {name:18} median {figure['median_us']:8.2f} us   "
+                f"mean {figure['mean_us']:8.2f} us"
+            )
+
+    print("\n50 concurrent refreshes of one token (same client):")
+    for peer in PEERS:
+        race = races[peer.name]
+        print(
+            f"  {peer.name:16} statuses {race['statuses']}, "
+            f"distinct refresh tokens returned: {race['distinct_refresh_tokens']}"
+        )
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 1 or "--child" not in sys.argv:
+        busy = [p.port for p in PEERS if not _free(p.port)]
+        if busy:
+            sys.exit(f"Ports in use: {busy}")
+    sys.path.insert(0, str(ROOT))
+    main()
