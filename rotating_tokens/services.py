@@ -492,7 +492,7 @@ def purge(
     db = router.db_for_write(TokenFamily)
     if dry_run:
         ended = TokenFamily.objects.using(db).filter(
-            Q(expires_at__lte=cutoff) | Q(revoked_at__lte=cutoff) | Q(pk__in=_idle_since(cutoff))
+            Q(expires_at__lt=cutoff) | Q(revoked_at__lt=cutoff) | Q(pk__in=_idle_since(cutoff))
         )
         return PurgeResult(
             families=ended.count(),
@@ -504,8 +504,8 @@ def purge(
     # Three selections, each driven by its own index, rather than one OR that the
     # database could only answer by scanning every family.
     for ended in (
-        TokenFamily.objects.filter(expires_at__lte=cutoff),
-        TokenFamily.objects.filter(revoked_at__lte=cutoff),
+        TokenFamily.objects.filter(expires_at__lt=cutoff),
+        TokenFamily.objects.filter(revoked_at__lt=cutoff),
         TokenFamily.objects.filter(pk__in=_idle_since(cutoff)),
     ):
         # A batch that found nothing ends the loop, not one whose rows another purge
@@ -527,14 +527,14 @@ def purge(
 
 
 def _idle_since(cutoff: datetime) -> QuerySet[TokenFamily]:
-    """Families whose every token had expired by ``cutoff``.
+    """Families whose every token had expired before ``cutoff``.
 
     The candidates come from the index on the tokens' expiry: the newest token of a
     family is the unused one, and it expires last, so an idle family has an unused
-    token that expired by then. The NOT EXISTS confirms it.
+    token that expired before then. The NOT EXISTS confirms it.
     """
-    candidates = RefreshToken.objects.filter(used_at__isnull=True, expires_at__lte=cutoff)
-    unexpired = RefreshToken.objects.filter(family=OuterRef("pk"), expires_at__gt=cutoff)
+    candidates = RefreshToken.objects.filter(used_at__isnull=True, expires_at__lt=cutoff)
+    unexpired = RefreshToken.objects.filter(family=OuterRef("pk"), expires_at__gte=cutoff)
     return TokenFamily.objects.filter(
         ~Exists(unexpired), pk__in=candidates.order_by().values("family_id")
     ).values("pk")

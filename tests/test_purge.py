@@ -1,0 +1,296 @@
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from io import StringIO
+
+import pytest
+import time_machine
+from django.core.management import CommandError, call_command
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+
+from rotating_tokens import services
+from rotating_tokens.exceptions import TokenReused
+from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
+
+from .factories import RefreshTokenFactory, TokenFamilyFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2030, 1, 1, tzinfo=dt_timezone.utc)
+DAY = timedelta(days=1)
+CLIENT = services.Client(ip_address="192.0.2.7", user_agent="purge-tests/1.0")
+
+
+def login(at: datetime, user=None) -> services.TokenPair:
+    return services.start_family(user or UserFactory(), CLIENT, now=at)
+
+
+def refresh(pair: services.TokenPair, at: datetime) -> services.TokenPair:
+    return services.rotate(pair.refresh, CLIENT, now=at)
+
+
+def exists(family: TokenFamily) -> bool:
+    return TokenFamily.objects.filter(pk=family.pk).exists()
+
+
+def purge(now: datetime, **kwargs) -> services.PurgeResult:
+    return services.purge(now=now, **kwargs)
+
+
+# Which families go ------------------------------------------------------------------
+
+
+def test_absolutely_expired_family_is_purged_once_the_retention_has_passed():
+    # A family past its absolute expiry whose token (oddly) outlives it: only the
+    # absolute expiry makes it over.
+    family = TokenFamilyFactory(created_at=T0 - 30 * DAY, expires_at=T0)
+    RefreshTokenFactory(family=family, issued_at=T0 - DAY, expires_at=T0 + 30 * DAY)
+
+    assert purge(T0 + 7 * DAY).families == 0
+    result = purge(T0 + 7 * DAY + timedelta(seconds=1))
+
+    assert (result.families, result.family_tokens) == (1, 1)
+    assert not exists(family)
+    assert not RefreshToken.objects.filter(family_id=family.pk).exists()
+
+
+def test_idle_family_is_purged_once_the_retention_has_passed():
+    pair = login(T0)  # one token, expiring at T0 + 14 days; the family lives 30
+    idle_since = pair.refresh_expires_at
+
+    assert purge(idle_since + 7 * DAY).families == 0
+    assert purge(idle_since + 7 * DAY + timedelta(seconds=1)).families == 1
+    assert not exists(pair.family)
+
+
+def test_revoked_family_is_purged_once_the_retention_has_passed_with_its_whole_chain():
+    pair = login(T0)
+    for hour in range(1, 4):
+        pair = refresh(pair, T0 + timedelta(hours=hour))
+    services.revoke_family(pair.family, RevokeReason.LOGOUT, now=T0 + DAY)
+
+    kept = purge(T0 + 8 * DAY)
+    result = purge(T0 + 8 * DAY + timedelta(seconds=1))
+
+    assert kept.families == 0
+    assert (result.families, result.family_tokens) == (1, 4)
+    assert RefreshToken.objects.count() == 0
+
+
+def test_recently_over_families_keep_every_token():
+    revoked = login(T0)
+    revoked = refresh(revoked, T0 + DAY)
+    services.revoke_family(revoked.family, RevokeReason.REUSE_DETECTED, now=T0 + 20 * DAY)
+
+    result = purge(T0 + 21 * DAY)
+
+    assert result.tokens == 0
+    assert RefreshToken.objects.filter(family=revoked.family).count() == 2
+
+
+def test_retention_setting_and_older_than_override(settings):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "PURGE_RETENTION": timedelta(days=1)}
+    pair = login(T0)
+    services.revoke_family(pair.family, RevokeReason.LOGOUT, now=T0)
+
+    assert purge(T0 + timedelta(hours=12)).families == 0
+    assert purge(T0 + timedelta(hours=12), older_than=timedelta(0)).families == 1
+
+
+def test_live_families_are_kept():
+    pair = login(T0)
+    pair = refresh(pair, T0 + DAY)
+
+    result = purge(T0 + 2 * DAY, older_than=timedelta(0))
+
+    assert result.families == 0
+    assert exists(pair.family)
+
+
+# Tokens of active families -------------------------------------------------------------
+
+
+def test_used_expired_tokens_of_active_families_go_and_the_chain_still_works():
+    first = login(T0)
+    second = refresh(first, T0 + 10 * DAY)  # first expires at T0 + 14 days
+    third = refresh(second, T0 + 20 * DAY)  # second expires at T0 + 24 days
+
+    result = purge(T0 + 21 * DAY)
+
+    assert (result.families, result.used_tokens) == (0, 1)
+    remaining = list(RefreshToken.objects.filter(family=first.family))
+    assert len(remaining) == 2
+    assert remaining[0].rotated_from_id is None  # its predecessor is gone
+    # The live token still rotates, and the kept used token still betrays a replay.
+    refresh(third, T0 + 22 * DAY)
+    with pytest.raises(TokenReused):
+        services.rotate(second.refresh, services.Client("198.51.100.9", "thief"), now=T0 + 22 * DAY)
+
+
+def test_used_tokens_of_revoked_or_idle_families_stay_within_the_retention():
+    revoked = refresh(login(T0), T0 + DAY)
+    services.revoke_family(revoked.family, RevokeReason.LOGOUT, now=T0 + 10 * DAY)
+    idle = refresh(login(T0), T0 + DAY)  # idle from T0 + 15 days
+
+    result = purge(T0 + 16 * DAY)
+
+    assert result.tokens == 0
+    assert RefreshToken.objects.filter(family__in=[revoked.family, idle.family]).count() == 4
+
+
+# How it runs ---------------------------------------------------------------------------
+
+
+def make_purgeable(families: int, tokens_each: int = 3) -> None:
+    for _ in range(families):
+        pair = login(T0)
+        for hour in range(1, tokens_each):
+            pair = refresh(pair, T0 + timedelta(hours=hour))
+        services.revoke_family(pair.family, RevokeReason.LOGOUT, now=T0 + DAY)
+
+
+def test_dry_run_counts_what_a_purge_deletes_and_deletes_nothing():
+    make_purgeable(3)
+    live = refresh(login(T0), T0 + 10 * DAY)  # its first token: used, expired at 14 days
+    idle = login(T0 - 30 * DAY)
+
+    dry = purge(T0 + 20 * DAY, dry_run=True)
+    rows = RefreshToken.objects.count()
+    real = purge(T0 + 20 * DAY)
+
+    assert dry == real
+    assert (real.families, real.family_tokens, real.used_tokens) == (4, 10, 1)
+    assert rows == 12
+    assert exists(live.family) and not exists(idle.family)
+
+
+def test_small_batches_delete_the_same_rows():
+    make_purgeable(5)
+    seen = []
+
+    result = purge(T0 + 30 * DAY, batch_size=2, progress=lambda r: seen.append(r.families))
+
+    assert (result.families, result.family_tokens) == (5, 15)
+    assert seen == [2, 4, 5]
+    assert TokenFamily.objects.count() == RefreshToken.objects.count() == 0
+
+
+@pytest.mark.parametrize("families", [4, 12])
+def test_a_batch_costs_the_same_statements_however_many_rows(families):
+    """No per-row queries: the statements depend on the number of batches only."""
+    make_purgeable(families)
+    connections["default"].queries_log.clear()
+    with CaptureQueriesContext(connection) as queries:
+        purge(T0 + 30 * DAY, batch_size=100)
+    deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("DELETE")]
+
+    assert len(deletes) == 2  # tokens, then families: one batch
+    # One batch of families, then for each of the four selections the empty one.
+    assert len(queries.captured_queries) == NUMBER_OF_STATEMENTS[connection.vendor]
+
+
+# BEGIN, SELECT ids, [UPDATE rotated_from on MySQL], DELETE tokens, DELETE families,
+# COMMIT; then BEGIN, SELECT, COMMIT for each of the four empty selections.
+NUMBER_OF_STATEMENTS = {"sqlite": 5 + 4 * 3, "postgresql": 5 + 4 * 3, "mysql": 6 + 4 * 3}
+
+
+def test_a_purge_that_finds_its_rows_gone_goes_on():
+    """As when another purge runs at the same time: what the other deleted is skipped."""
+    make_purgeable(4)
+
+    def other_purge_runs(result: services.PurgeResult) -> None:
+        if result.families == 1:
+            purge(T0 + 30 * DAY, batch_size=1000)
+
+    result = purge(T0 + 30 * DAY, batch_size=1, progress=other_purge_runs)
+
+    assert result.families == 1
+    assert TokenFamily.objects.count() == 0
+
+
+@pytest.mark.server_db
+@pytest.mark.django_db(transaction=True)
+def test_two_purges_at_once_delete_every_row_once():
+    if connection.vendor == "sqlite":
+        pytest.skip("needs a database server")
+    make_purgeable(40, tokens_each=2)
+    results: list[services.PurgeResult] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(purge(T0 + 30 * DAY, batch_size=3))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert sum(r.families for r in results) == 40
+    assert sum(r.family_tokens for r in results) == 80
+    assert TokenFamily.objects.count() == RefreshToken.objects.count() == 0
+
+
+# The command -----------------------------------------------------------------------
+
+
+def test_command_purges_with_time_moved_forward_and_reports_counts():
+    make_purgeable(2)
+    out = StringIO()
+
+    with time_machine.travel(T0 + 9 * DAY, tick=False):
+        call_command("purge_expired_tokens", stdout=out)
+
+    assert out.getvalue().strip() == (
+        "Deleted 2 token families over for more than 7 days (with 6 tokens) "
+        "and 0 used, expired tokens of active families."
+    )
+    assert TokenFamily.objects.count() == 0
+
+
+def test_command_older_than_zero_and_dry_run():
+    make_purgeable(1)
+    out = StringIO()
+
+    with time_machine.travel(T0 + 2 * DAY, tick=False):
+        call_command("purge_expired_tokens", "--dry-run", "--older-than", "0", stdout=out)
+
+    assert out.getvalue().startswith("Would delete 1 token families over for more than 0 days")
+    assert TokenFamily.objects.count() == 1
+
+
+def test_command_verbosity_two_reports_batches_and_zero_is_silent():
+    make_purgeable(3)
+    loud, quiet = StringIO(), StringIO()
+
+    with time_machine.travel(T0 + 30 * DAY, tick=False):
+        call_command("purge_expired_tokens", "--batch-size", "2", verbosity=2, stdout=loud)
+        make_purgeable(1)
+        call_command("purge_expired_tokens", verbosity=0, stdout=quiet)
+
+    assert loud.getvalue().count("so far") == 2
+    assert quiet.getvalue() == ""
+    assert TokenFamily.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--older-than", "-1"], "--older-than must be a number of days, 0 or more."),
+        (["--older-than", "nan"], "--older-than must be a number of days, 0 or more."),
+        (["--batch-size", "0"], "--batch-size must be 1 or more."),
+        (["--batch-size", "-5"], "--batch-size must be 1 or more."),
+    ],
+)
+def test_command_refuses_bad_options(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("purge_expired_tokens", *args)
