@@ -223,7 +223,7 @@ def test_two_purges_at_once_delete_every_row_once():
     def run() -> None:
         try:
             results.append(purge(T0 + 30 * DAY, batch_size=3))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
