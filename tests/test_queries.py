@@ -1,0 +1,71 @@
+"""SQL statements per login and per refresh, transaction control included.
+
+Measured on a real transaction (``transactional_db``), so BEGIN and COMMIT are counted
+as Django logs them. Run with ``-s`` to see the statements.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from rotating_tokens import services
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MAX_REFRESH_STATEMENTS = 5
+LOGIN_STATEMENTS = 5  # the user, BEGIN, INSERT family, INSERT token, COMMIT
+
+
+def _report(name: str, queries: CaptureQueriesContext) -> None:
+    print(f"\n{name} on {connection.vendor}: {len(queries)} statements")
+    for query in queries.captured_queries:
+        print("   ", query["sql"][:120])
+
+
+def test_login_statements(api_client, user, password):
+    with CaptureQueriesContext(connection) as queries:
+        response = api_client.post(
+            "/api/auth/token/", {"username": user.username, "password": password}, format="json"
+        )
+    assert response.status_code == 200
+    _report("login", queries)
+    assert len(queries) == LOGIN_STATEMENTS
+    sql = [query["sql"] for query in queries.captured_queries]
+    assert [s for s in sql if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
+
+
+def test_refresh_statements(api_client, user, client_info):
+    pair = services.start_family(user, client_info)
+    with CaptureQueriesContext(connection) as queries:
+        response = api_client.post(
+            "/api/auth/token/refresh/", {"refresh": pair.refresh}, format="json"
+        )
+    assert response.status_code == 200
+    _report("refresh", queries)
+    assert len(queries) <= MAX_REFRESH_STATEMENTS
+    sql = [query["sql"] for query in queries.captured_queries]
+    assert "COMMIT" in sql
+    assert sum(s.startswith("SELECT") for s in sql) == 1
+
+
+def test_grace_retry_statements(api_client, user, client_info):
+    pair = services.start_family(user, client_info)
+    api_client.post("/api/auth/token/refresh/", {"refresh": pair.refresh}, format="json")
+    with CaptureQueriesContext(connection) as queries:
+        response = api_client.post(
+            "/api/auth/token/refresh/", {"refresh": pair.refresh}, format="json"
+        )
+    assert response.status_code == 200
+    _report("grace retry", queries)
+    assert len(queries) == 1  # one SELECT: the token, its family, user and successor
+
+
+def test_malformed_refresh_costs_no_statement(api_client):
+    with CaptureQueriesContext(connection) as queries:
+        response = api_client.post(
+            "/api/auth/token/refresh/", {"refresh": "rtok_nope"}, format="json"
+        )
+    assert response.status_code == 401
+    assert len(queries) == 0
