@@ -1,0 +1,99 @@
+"""Many threads, each with its own database connection, present the same unused refresh
+token at the same moment. Exactly one of them may rotate it.
+
+Needs real row locks: PostgreSQL or MariaDB (DATABASE_URL). SQLite serialises writers.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import override_settings
+
+from rotating_tokens import services
+from rotating_tokens.exceptions import TokenError
+from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
+from rotating_tokens.services import Client
+
+THREADS = 20
+
+pytestmark = [
+    pytest.mark.server_db,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        settings.DATABASES["default"]["ENGINE"]
+        not in ("django.db.backends.postgresql", "django.db.backends.mysql"),
+        reason="needs the row locks of PostgreSQL or MariaDB (DATABASE_URL)",
+    ),
+]
+
+
+def _race(raw: str, clients: list[Client]) -> list[str]:
+    """Rotate ``raw`` from one thread per client, all released at once. Each result is
+    the new refresh token or the error code."""
+    barrier = threading.Barrier(len(clients))
+    results: list[str] = [""] * len(clients)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = services.rotate(raw, clients[i]).refresh
+        except TokenError as exc:
+            results[i] = exc.code
+        except Exception as exc:  # reported by the assertions, not lost in the thread
+            results[i] = f"error: {exc!r}"
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.fixture
+def login(user, client_info):
+    return services.start_family(user, client_info)
+
+
+def _successors(login: services.TokenPair) -> int:
+    return RefreshToken.objects.filter(family=login.family, rotated_from__isnull=False).count()
+
+
+@override_settings(ROTATING_TOKENS={"REUSE_GRACE_PERIOD": timedelta(0)})
+def test_simultaneous_refreshes_without_grace_rotate_once_and_kill_the_family(login, client_info):
+    results = _race(login.refresh, [client_info] * THREADS)
+    winners = [r for r in results if r.startswith("rtok_")]
+    assert len(winners) == 1, results
+    assert set(results) - set(winners) <= {"token_reused", "token_revoked"}, results
+    assert "token_reused" in results
+    assert _successors(login) == 1
+    family = TokenFamily.objects.get()
+    assert family.revoke_reason == RevokeReason.REUSE_DETECTED
+
+
+def test_simultaneous_refreshes_from_one_client_in_grace_all_get_the_same_successor(
+    login, client_info
+):
+    results = _race(login.refresh, [client_info] * THREADS)
+    assert len(set(results)) == 1, results
+    assert results[0].startswith("rtok_")
+    assert _successors(login) == 1
+    assert TokenFamily.objects.get().revoked_at is None
+    services.rotate(results[0], client_info)
+
+
+def test_simultaneous_refreshes_from_many_clients_rotate_once(login):
+    clients = [Client(f"198.51.100.{i + 1}", "pytest-client/1.0") for i in range(THREADS)]
+    results = _race(login.refresh, clients)
+    winners = [r for r in results if r.startswith("rtok_")]
+    assert len(winners) == 1, results
+    assert set(results) - set(winners) <= {"token_reused", "token_revoked"}, results
+    assert _successors(login) == 1
+    assert TokenFamily.objects.get().revoke_reason == RevokeReason.REUSE_DETECTED
