@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rotating_tokens",
+    "drf_spectacular",
     "example_project.demo",
 ]
 
@@ -123,6 +124,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rotating_tokens.authentication.AccessTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "rotating_tokens.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Generous, so that test suites and benchmarks from one address are not throttled;
     # a real site would set something like "10/minute" for logins.
     "DEFAULT_THROTTLE_RATES": {
@@ -130,6 +132,14 @@ REST_FRAMEWORK = {
         "rotating_tokens_login": os.environ.get("LOGIN_THROTTLE_RATE", "600/minute") or None,
         "rotating_tokens_refresh": os.environ.get("REFRESH_THROTTLE_RATE", "6000/minute") or None,
     },
+}
+
+# The OpenAPI schema at /api/schema/ (drf-spectacular; the app describes its endpoints).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "django-rotating-tokens example API",
+    "DESCRIPTION": "Refresh-token rotation with token families and reuse detection.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 ROTATING_TOKENS = {

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
 from example_project.demo.views import MeView
 
@@ -7,4 +8,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/", include("rotating_tokens.urls")),
     path("api/me/", MeView.as_view(), name="me"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

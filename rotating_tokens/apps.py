@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -14,3 +16,7 @@ class RotatingTokensConfig(AppConfig):
         from .receivers import connect
 
         connect()  # revocation follows the account
+
+        if find_spec("drf_spectacular") is not None:
+            # Only where the project has it: the app itself never needs drf-spectacular.
+            from . import openapi  # noqa: F401  (registers the OpenAPI extensions)

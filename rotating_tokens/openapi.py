@@ -1,0 +1,284 @@
+"""OpenAPI description of the app's endpoints, for drf-spectacular.
+
+The app does not need drf-spectacular: ``AppConfig.ready()`` imports this module only
+when it is installed, and defining the extension classes is what registers them.
+Every documented error has the body ``{"detail", "code"}`` with the codes listed per
+endpoint, so a client generated from the schema knows every ``code`` it can meet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerExtension,
+    OpenApiViewExtension,
+)
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework.views import APIView
+
+from .serializers import (
+    ObtainSerializer,
+    RefreshSerializer,
+    SessionSerializer,
+    TokenPairSerializer,
+)
+
+TAG = "auth"
+
+# Codes simplejwt and DRF give a refused access token, plus ours for a revoked family.
+ACCESS_TOKEN_CODES = (
+    "not_authenticated",
+    "authentication_failed",
+    "bad_authorization_header",
+    "token_not_valid",
+    "user_not_found",
+    "user_inactive",
+    "password_changed",
+    "token_revoked",
+)
+REFRESH_CODES = ("token_missing", "token_invalid", "token_revoked", "token_expired", "token_reused")
+
+
+def error_schema(*codes: str, field_errors: bool = False) -> dict[str, Any]:
+    """The body of an error: a sentence for humans and one of ``codes`` for programs.
+
+    Validation errors (``field_errors``) carry the list of messages of each field beside.
+    """
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "detail": {"type": "string", "description": "A sentence for humans."},
+            "code": {"type": "string", "enum": list(codes), "description": "For programs."},
+        },
+        "required": ["detail", "code"],
+    }
+    if field_errors:
+        schema["additionalProperties"] = {"type": "array", "items": {"type": "string"}}
+    else:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def error(description: str, *codes: str, field_errors: bool = False) -> OpenApiResponse:
+    return OpenApiResponse(
+        response=error_schema(*codes, field_errors=field_errors), description=description
+    )
+
+
+# Answers every endpoint of the app can give, whatever its purpose.
+COMMON_ERRORS = {
+    400: error("The body is not valid JSON or form data.", "parse_error"),
+    415: error("The content type is not JSON or form data.", "unsupported_media_type"),
+    503: error(
+        "The database failed; nothing was changed. Retry after `Retry-After` seconds.",
+        "service_unavailable",
+    ),
+}
+THROTTLED = {429: error("Too many requests from this address.", "throttled")}
+ACCESS_TOKEN_REFUSED = {
+    401: error("The access token is missing, invalid, expired or revoked.", *ACCESS_TOKEN_CODES)
+}
+TOKEN_PAIR = OpenApiResponse(
+    response=TokenPairSerializer,
+    description="A new access token and refresh token (with `Cache-Control: no-store`).",
+)
+
+
+def described(view: type[APIView], **methods: Any) -> type[APIView]:
+    """A subclass of ``view`` carrying the schema, so the view itself stays untouched."""
+    subclass = type(view.__name__, (view,), {"__module__": view.__module__})
+    return extend_schema_view(**methods)(subclass)
+
+
+class ObtainSerializerSchema(OpenApiSerializerExtension):
+    """Say what DRF's CharFields refuse, so that a request valid by the schema is
+    never a 400: blank values, a username that is only whitespace (it is trimmed),
+    and NUL characters."""
+
+    target_class = "rotating_tokens.serializers.ObtainSerializer"
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_serializer(
+            self.target, direction, bypass_extensions=True
+        )
+        for name, field in schema["properties"].items():
+            field["minLength"] = 1
+            if name == "password":
+                field["pattern"] = r"^[^\u0000]*$"
+            else:
+                field["pattern"] = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+        return schema
+
+
+class ObtainTokenViewSchema(OpenApiViewExtension):
+    target_class = "rotating_tokens.views.ObtainTokenView"
+
+    def view_replacement(self) -> type[APIView]:
+        return described(
+            self.target_class,
+            post=extend_schema(
+                operation_id="token_obtain",
+                summary="Log in",
+                description="Start a token family with the user's `USERNAME_FIELD` and "
+                "password. Wrong password, unknown user and inactive user get the same 401.",
+                tags=[TAG],
+                request=ObtainSerializer,
+                responses={
+                    200: TOKEN_PAIR,
+                    **COMMON_ERRORS,
+                    400: error(
+                        "Missing or invalid fields (field errors beside `detail` and `code`), "
+                        "or a body that does not parse.",
+                        "invalid",
+                        "parse_error",
+                        field_errors=True,
+                    ),
+                    401: error(
+                        "The credentials are not those of an active user.", "invalid_credentials"
+                    ),
+                    **THROTTLED,
+                },
+                auth=[],
+            ),
+        )
+
+
+class RefreshTokenViewSchema(OpenApiViewExtension):
+    target_class = "rotating_tokens.views.RefreshTokenView"
+
+    def view_replacement(self) -> type[APIView]:
+        return described(
+            self.target_class,
+            post=extend_schema(
+                operation_id="token_refresh",
+                summary="Rotate a refresh token",
+                description="Exchange a refresh token for a new pair. The token presented "
+                "is used up; presenting it again (outside the grace period for retries) "
+                "revokes the whole family: `token_reused`.",
+                tags=[TAG],
+                request=RefreshSerializer,
+                responses={
+                    200: TOKEN_PAIR,
+                    **COMMON_ERRORS,
+                    401: error("The refresh token was refused.", *REFRESH_CODES),
+                    **THROTTLED,
+                },
+                auth=[],
+            ),
+        )
+
+
+class LogoutViewSchema(OpenApiViewExtension):
+    target_class = "rotating_tokens.views.LogoutView"
+
+    def view_replacement(self) -> type[APIView]:
+        return described(
+            self.target_class,
+            post=extend_schema(
+                operation_id="logout",
+                summary="Log out",
+                description="Revoke the family of a refresh token. 204 also for an unknown, "
+                "malformed or already revoked token, so the answer tells nothing.",
+                tags=[TAG],
+                request=RefreshSerializer,
+                responses={204: OpenApiResponse(description="Done."), **COMMON_ERRORS},
+                auth=[],
+            ),
+        )
+
+
+class LogoutAllViewSchema(OpenApiViewExtension):
+    target_class = "rotating_tokens.views.LogoutAllView"
+
+    def view_replacement(self) -> type[APIView]:
+        return described(
+            self.target_class,
+            post=extend_schema(
+                operation_id="logout_all",
+                summary="Log out everywhere",
+                description="Revoke every family of the user the access token belongs to.",
+                tags=[TAG],
+                request=None,
+                responses={
+                    204: OpenApiResponse(description="Every family of the user is revoked."),
+                    **ACCESS_TOKEN_REFUSED,
+                    503: COMMON_ERRORS[503],
+                },
+            ),
+        )
+
+
+class SessionListViewSchema(OpenApiViewExtension):
+    target_class = "rotating_tokens.views.SessionListView"
+
+    def view_replacement(self) -> type[APIView]:
+        return described(
+            self.target_class,
+            get=extend_schema(
+                operation_id="sessions_list",
+                summary="List the user's sessions",
+                description="The active families (devices) of the user the access token "
+                "belongs to, newest first; `current` marks the one of this access token.",
+                tags=[TAG],
+                responses={
+                    200: SessionSerializer(many=True),
+                    **ACCESS_TOKEN_REFUSED,
+                    503: COMMON_ERRORS[503],
+                },
+            ),
+        )
+
+
+class SessionViewSchema(OpenApiViewExtension):
+    target_class = "rotating_tokens.views.SessionView"
+
+    def view_replacement(self) -> type[APIView]:
+        return described(
+            self.target_class,
+            delete=extend_schema(
+                operation_id="sessions_revoke",
+                summary="Sign one session out",
+                description="Revoke one of the user's families. Another user's family "
+                "and an unknown id get the same 404.",
+                tags=[TAG],
+                parameters=[
+                    OpenApiParameter(
+                        "family_id",
+                        OpenApiTypes.UUID,
+                        OpenApiParameter.PATH,
+                        description="The `id` of a session, as `GET sessions/` lists it.",
+                    )
+                ],
+                responses={
+                    204: OpenApiResponse(description="The session is signed out."),
+                    **ACCESS_TOKEN_REFUSED,
+                    404: error("The user has no session with this id.", "not_found"),
+                    503: COMMON_ERRORS[503],
+                },
+            ),
+        )
+
+
+class AccessTokenAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "rotating_tokens.authentication.AccessTokenAuthentication"
+    name = "jwtAuth"
+    match_subclasses = True
+    priority = 1
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        from rest_framework_simplejwt.settings import api_settings
+
+        return build_bearer_security_scheme_object(
+            header_name=api_settings.AUTH_HEADER_NAME,
+            token_prefix=api_settings.AUTH_HEADER_TYPES[0],
+            bearer_format="JWT",
+        )
