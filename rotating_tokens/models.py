@@ -159,7 +159,8 @@ class RefreshToken(models.Model):
         indexes = [models.Index(fields=["family", "issued_at"], name="rt_token_family_issued")]
 
     def __str__(self) -> str:
-        return f"{self.lookup_key}…"
+        # Not the lookup key: the admin and logs have no use for any part of a token.
+        return f"refresh token #{self.pk}"
 
     @property
     def is_used(self) -> bool:

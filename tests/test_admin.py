@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from rotating_tokens import services, signals
+from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
+
+from .factories import RefreshTokenFactory, TokenFamilyFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:rotating_tokens_tokenfamily_changelist")
+CLIENT = services.Client(ip_address="198.51.100.20", user_agent="admin-tests/1.0")
+
+
+def change_url(family: TokenFamily) -> str:
+    return reverse("admin:rotating_tokens_tokenfamily_change", args=[family.pk])
+
+
+@pytest.fixture
+def superuser():
+    return UserFactory(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def admin_client(client, superuser):
+    client.force_login(superuser)
+    return client
+
+
+def login(user=None, client=CLIENT) -> services.TokenPair:
+    return services.start_family(user or UserFactory(), client)
+
+
+def listed(response) -> set[str]:
+    return {str(family.pk) for family in response.context["cl"].result_list}
+
+
+# The list --------------------------------------------------------------------------
+
+
+def test_list_shows_status_last_use_and_token_count(admin_client):
+    pair = login(UserFactory(username="alice"))
+    services.rotate(pair.refresh, services.Client("203.0.113.99", "phone/2.0"))
+
+    response = admin_client.get(CHANGELIST)
+
+    assert response.status_code == 200
+    family = response.context["cl"].result_list[0]
+    assert (family.status, family.token_count) == ("active", 2)
+    assert (family.last_ip_address, family.last_user_agent) == ("203.0.113.99", "phone/2.0")
+    html = response.content.decode()
+    for shown in ("alice", "active", "198.51.100.20", "admin-tests/1.0", "203.0.113.99"):
+        assert shown in html
+
+
+def test_list_runs_the_same_number_of_queries_however_many_families(admin_client):
+    def queries_for(families: int) -> int:
+        TokenFamily.objects.all().delete()
+        for _ in range(families):
+            services.rotate(login().refresh, CLIENT)
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(CHANGELIST).status_code == 200
+        return len(queries)
+
+    assert queries_for(3) == queries_for(30)
+
+
+@pytest.mark.parametrize("status", ["active", "revoked", "expired"])
+def test_status_filter(admin_client, status):
+    active = login()
+    revoked = login()
+    services.revoke_family(revoked.family, RevokeReason.LOGOUT)
+    expired = TokenFamilyFactory(expires_at=timezone.now() - timedelta(days=1))
+    idle = TokenFamilyFactory()
+    RefreshTokenFactory(family=idle, expires_at=timezone.now() - timedelta(seconds=1))
+    expected = {
+        "active": {active.family},
+        "revoked": {revoked.family},
+        "expired": {expired, idle},
+    }[status]
+
+    response = admin_client.get(CHANGELIST, {"status": status})
+
+    assert listed(response) == {str(f.pk) for f in expected}
+
+
+def test_revoke_reason_filter(admin_client):
+    logged_out, stolen = login(), login()
+    services.revoke_family(logged_out.family, RevokeReason.LOGOUT)
+    services.revoke_family(stolen.family, RevokeReason.REUSE_DETECTED)
+
+    response = admin_client.get(CHANGELIST, {"revoke_reason__exact": "reuse_detected"})
+
+    assert listed(response) == {str(stolen.family.pk)}
+
+
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        ("ALICE", {"laptop", "phone"}),
+        ("alice@example.com", {"laptop", "phone"}),
+        ("{laptop}", {"laptop"}),
+        ("203.0.113.50", {"laptop"}),  # the address at login
+        ("198.51.100.77", {"phone"}),  # the address of a later use
+    ],
+)
+def test_search_by_username_email_family_id_and_ip(admin_client, term, expected):
+    alice = UserFactory(username="alice", email="alice@example.com")
+    laptop = login(alice, services.Client("203.0.113.50", "laptop")).family
+    phone = login(alice)
+    services.rotate(phone.refresh, services.Client("198.51.100.77", "phone"))
+    login(UserFactory(username="bob"))
+    names = {str(laptop.pk): "laptop", str(phone.family.pk): "phone"}
+
+    response = admin_client.get(CHANGELIST, {"q": term.format(laptop=laptop.pk)})
+
+    assert {names.get(pk, pk) for pk in listed(response)} == expected
+
+
+def test_search_with_text_that_is_no_uuid_or_address_does_not_fail(admin_client):
+    login(UserFactory(username="carol"))
+
+    response = admin_client.get(CHANGELIST, {"q": "not-an-ip:or-uuid"})
+
+    assert response.status_code == 200
+    assert listed(response) == set()
+
+
+# The change page ---------------------------------------------------------------------
+
+
+def test_change_page_shows_the_rotation_chain_in_order_and_no_secret(admin_client, settings):
+    pair = login()
+    second = services.rotate(pair.refresh, services.Client("192.0.2.2", "tab-two/1.0"))
+    services.rotate(second.refresh, services.Client("192.0.2.3", "tab-three/1.0"))
+    tokens = list(RefreshToken.objects.filter(family=pair.family).order_by("issued_at", "pk"))
+
+    response = admin_client.get(change_url(pair.family))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    chain = html[html.index("tokens-TOTAL_FORMS") :]
+    positions = [
+        chain.index(agent) for agent in ("admin-tests/1.0", "tab-two/1.0", "tab-three/1.0")
+    ]
+    assert positions == sorted(positions)
+    assert f"#{tokens[1].pk}" in chain and f"#{tokens[0].pk}" in chain  # rotated from
+    for token in tokens:
+        assert token.lookup_key not in html
+        assert token.secret_hash not in html
+        assert token.secret_hash.split("$", 1)[1] not in html
+        if token.sealed:
+            assert bytes(token.sealed).hex() not in html
+    for raw in (pair.refresh, second.refresh):
+        assert raw[len(settings.ROTATING_TOKENS.get("TOKEN_PREFIX", "rtok_")) :][:16] not in html
+    assert 'name="_save"' not in html  # read-only
+
+
+def test_families_and_tokens_cannot_be_added(admin_client):
+    assert admin_client.get(reverse("admin:rotating_tokens_tokenfamily_add")).status_code == 403
+    response = admin_client.get(change_url(login().family))
+    (chain,) = response.context["inline_admin_formsets"]
+    assert not chain.has_add_permission and not chain.has_change_permission
+    assert not chain.has_delete_permission
+
+
+def test_only_superusers_delete(client, superuser):
+    staff = UserFactory(username="staff", is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_tokenfamily", "change_tokenfamily"])
+    )
+    staff.user_permissions.add(Permission.objects.get(codename="delete_tokenfamily"))
+    family = login().family
+    delete_url = reverse("admin:rotating_tokens_tokenfamily_delete", args=[family.pk])
+
+    client.force_login(staff)
+    assert client.get(delete_url).status_code == 403
+    assert "delete_selected" not in client.get(CHANGELIST).content.decode()
+    client.force_login(superuser)
+    assert client.post(delete_url, {"post": "yes"}).status_code == 302
+    assert not TokenFamily.objects.filter(pk=family.pk).exists()
+
+
+# Actions ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def revocations():
+    sent = []
+
+    def receiver(sender, family, reason, **kwargs):
+        sent.append((family.pk, reason))
+
+    signals.family_revoked.connect(receiver)
+    yield sent
+    signals.family_revoked.disconnect(receiver)
+
+
+def me(api_client, pair: services.TokenPair) -> int:
+    return api_client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {pair.access}").status_code
+
+
+def test_revoke_selected_families(admin_client, api_client, revocations):
+    chosen, other = login(), login()
+    assert me(api_client, chosen) == 200  # the family state is cached now
+
+    response = admin_client.post(
+        CHANGELIST,
+        {"action": "revoke_selected_families", "_selected_action": [str(chosen.family.pk)]},
+        follow=True,
+    )
+
+    assert "1 family revoked." in response.content.decode()
+    assert revocations == [(chosen.family.pk, "admin")]
+    assert me(api_client, chosen) == 401
+    assert me(api_client, other) == 200
+    assert TokenFamily.objects.get(pk=chosen.family.pk).revoke_reason == "admin"
+
+
+def test_revoke_all_families_of_the_selected_families_users(admin_client, api_client, revocations):
+    alice, bob = UserFactory(), UserFactory()
+    alice_phone, alice_laptop, bob_phone = login(alice), login(alice), login(bob)
+
+    admin_client.post(
+        CHANGELIST,
+        {
+            "action": "revoke_all_families_of_users",
+            "_selected_action": [str(alice_phone.family.pk)],
+        },
+    )
+
+    assert {pk for pk, _ in revocations} == {alice_phone.family.pk, alice_laptop.family.pk}
+    assert {reason for _, reason in revocations} == {"admin"}
+    assert me(api_client, alice_laptop) == 401
+    assert me(api_client, bob_phone) == 200
