@@ -1,0 +1,287 @@
+"""Faults, seen over HTTP: the database failing in the middle of a rotation, the cache
+going away, and a client whose response to a refresh was lost."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.core.cache import caches
+from django.db import OperationalError, connection, connections
+from django.test import override_settings
+from django.utils import timezone
+from rest_framework_simplejwt.tokens import AccessToken
+
+from rotating_tokens import crypto
+from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
+
+REFRESH = "/api/auth/token/refresh/"
+THIEF = {"HTTP_USER_AGENT": "someone-else/1.0"}
+
+
+def _refresh(api_client, raw: str, **extra: Any):
+    return api_client.post(REFRESH, {"refresh": raw}, format="json", **extra)
+
+
+def _login(api_client, user, password) -> dict[str, Any]:
+    response = api_client.post(
+        "/api/auth/token/", {"username": user.username, "password": password}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def _token_of(raw: str) -> RefreshToken:
+    return RefreshToken.objects.get(lookup_key=crypto.parse_token(raw).lookup_key)
+
+
+def _assert_service_unavailable(response) -> None:
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "detail": "The service is temporarily unavailable. Please try again.",
+        "code": "service_unavailable",
+    }
+    assert response["Retry-After"]
+    assert b"Traceback" not in response.content
+
+
+def _assert_works_exactly_once(api_client, raw: str) -> None:
+    assert _refresh(api_client, raw).status_code == 200
+    replay = _refresh(api_client, raw, **THIEF)
+    assert (replay.status_code, replay.json()["code"]) == (401, "token_reused")
+
+
+# The database fails mid-rotation --------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_database_error_inside_the_rotation_answers_503_and_changes_nothing(
+    api_client, user, password
+):
+    raw = _login(api_client, user, password)["refresh"]
+    failure = OperationalError("server closed the connection unexpectedly")
+
+    with mock.patch.object(RefreshToken, "save", autospec=True, side_effect=failure):
+        response = _refresh(api_client, raw)
+
+    _assert_service_unavailable(response)
+    token = _token_of(raw)
+    assert token.used_at is None  # the claiming UPDATE was rolled back
+    assert RefreshToken.objects.filter(family=token.family).count() == 1
+    assert token.family.revoked_at is None
+    _assert_works_exactly_once(api_client, raw)
+
+
+@pytest.mark.django_db
+def test_database_error_inside_the_login_answers_503_and_leaves_no_family(
+    api_client, user, password
+):
+    failure = OperationalError("server closed the connection unexpectedly")
+
+    with mock.patch.object(RefreshToken, "save", autospec=True, side_effect=failure):
+        response = api_client.post(
+            "/api/auth/token/", {"username": user.username, "password": password}, format="json"
+        )
+
+    _assert_service_unavailable(response)
+    assert not TokenFamily.objects.exists()
+    assert not RefreshToken.objects.exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="pg_terminate_backend")
+@pytest.mark.server_db
+@pytest.mark.django_db(transaction=True)
+def test_connection_dropped_inside_the_rotation_answers_503_and_changes_nothing(
+    api_client, user, password
+):
+    raw = _login(api_client, user, password)["refresh"]
+    save = RefreshToken.save
+
+    def drop_connection_then_save(token: RefreshToken, *args: Any, **kwargs: Any) -> None:
+        # Here the claiming UPDATE has run inside the open transaction: kill the
+        # server process behind this connection, as a crash or failover would.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+        admin = connections.create_connection("default")
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s, 10000)", [pid])
+                assert cursor.fetchone() == (True,)
+        finally:
+            admin.close()
+        save(token, *args, **kwargs)
+
+    with mock.patch.object(RefreshToken, "save", drop_connection_then_save):
+        response = _refresh(api_client, raw)
+
+    _assert_service_unavailable(response)
+    token = _token_of(raw)  # on a new connection
+    assert token.used_at is None
+    assert RefreshToken.objects.filter(family=token.family).count() == 1
+    _assert_works_exactly_once(api_client, raw)
+
+
+# The cache is down -----------------------------------------------------------------------
+
+
+class RedisServer:
+    """A redis-server of this test's own, on a port of its own, to be killed."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = next(port for port in range(6390, 6400) if _port_is_free(port))
+        self.process = subprocess.Popen(  # noqa: S603  (a fixed program and arguments)
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis(port=self.port)
+        try:
+            for _ in range(200):
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if self.process.poll() is not None:
+                        break
+                    time.sleep(0.05)  # waiting for the server to listen, not moving time
+        finally:
+            client.close()
+        self.kill()
+        pytest.fail("redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture
+def redis_cache(tmp_path: Path) -> Iterator[RedisServer]:
+    """Django's RedisCache as the family-state cache, on a server the test can kill."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path)
+    caches = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": server.url,
+        }
+    }
+    with override_settings(CACHES=caches, ROTATING_TOKENS={"CHECK_FAMILY_ON_ACCESS": True}):
+        yield server
+    server.kill()
+
+
+def _me(api_client, access: str):
+    return api_client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {access}")
+
+
+@pytest.mark.django_db
+def test_access_tokens_work_from_the_database_while_the_cache_is_down(
+    redis_cache, api_client, user, password
+):
+    pair = _login(api_client, user, password)
+    assert _me(api_client, pair["access"]).status_code == 200  # state cached
+
+    redis_cache.kill()
+
+    assert _me(api_client, pair["access"]).status_code == 200
+    refreshed = _refresh(api_client, pair["refresh"])
+    assert refreshed.status_code == 200
+    assert _me(api_client, refreshed.json()["access"]).status_code == 200
+
+
+@pytest.mark.django_db
+def test_revocation_is_honoured_while_the_cache_is_down(redis_cache, api_client, user, password):
+    pair = _login(api_client, user, password)
+    assert _me(api_client, pair["access"]).status_code == 200
+    family = AccessToken(pair["access"])["fam"]
+    assert caches["default"].get(f"rotating_tokens:family:{family}")  # "good", in Redis
+
+    redis_cache.kill()
+    logout = api_client.post("/api/auth/logout/", {"refresh": pair["refresh"]}, format="json")
+
+    assert logout.status_code == 204
+    response = _me(api_client, pair["access"])
+    assert (response.status_code, response.json()["code"]) == (401, "token_revoked")
+
+
+@pytest.mark.django_db
+def test_reuse_revokes_the_family_while_the_cache_is_down(redis_cache, api_client, user, password):
+    pair = _login(api_client, user, password)
+    assert _refresh(api_client, pair["refresh"]).status_code == 200
+    assert _me(api_client, pair["access"]).status_code == 200
+
+    redis_cache.kill()
+    replay = _refresh(api_client, pair["refresh"], **THIEF)
+
+    assert (replay.status_code, replay.json()["code"]) == (401, "token_reused")
+    assert _me(api_client, pair["access"]).json()["code"] == "token_revoked"
+
+
+# A response lost on the way to the client --------------------------------------------------
+
+
+@pytest.mark.django_db
+@override_settings(ROTATING_TOKENS={"REUSE_GRACE_PERIOD": timedelta(seconds=10)})
+def test_lost_response_retried_inside_grace_carries_on(time_machine, api_client, user, password):
+    time_machine.move_to(timezone.now(), tick=False)
+    first = _login(api_client, user, password)["refresh"]
+    lost = _refresh(api_client, first).json()  # the client never sees this
+    time_machine.shift(timedelta(seconds=9))
+
+    retry = _refresh(api_client, first)
+
+    assert retry.status_code == 200
+    assert retry.json()["refresh"] == lost["refresh"]
+    carried_on = _refresh(api_client, retry.json()["refresh"])
+    assert carried_on.status_code == 200
+    assert _refresh(api_client, carried_on.json()["refresh"]).status_code == 200
+    assert TokenFamily.objects.get().revoked_at is None
+
+
+@pytest.mark.django_db
+@override_settings(ROTATING_TOKENS={"REUSE_GRACE_PERIOD": timedelta(seconds=10)})
+def test_lost_response_retried_after_grace_is_reuse(time_machine, api_client, user, password):
+    time_machine.move_to(timezone.now(), tick=False)
+    first = _login(api_client, user, password)["refresh"]
+    lost = _refresh(api_client, first).json()
+    time_machine.shift(timedelta(seconds=10))
+
+    retry = _refresh(api_client, first)
+
+    assert (retry.status_code, retry.json()["code"]) == (401, "token_reused")
+    assert TokenFamily.objects.get().revoke_reason == RevokeReason.REUSE_DETECTED
+    after = _refresh(api_client, lost["refresh"])
+    assert (after.status_code, after.json()["code"]) == (401, "token_revoked")
