@@ -10,6 +10,8 @@ environment:
 - ``ACCESS_TOKEN_SECONDS`` (default 300): the access token lifetime; the browser demo
   uses a short one to show silent refreshes.
 - ``REUSE_GRACE_SECONDS`` (default 10): the grace period for retries; 0 turns it off.
+- ``REFRESH_TOKEN_TRANSPORT`` (default "auto"): how refresh tokens travel, "cookie",
+  "body", "both" or "auto" (see the README, "Browsers: the refresh cookie").
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # After SessionMiddleware and CsrfViewMiddleware: the refresh token in an HttpOnly
+    # cookie for browsers, guarded by Django's CSRF check.
+    "rotating_tokens.middleware.RefreshTokenCookieMiddleware",
 ]
 
 ROOT_URLCONF = "example_project.urls"
@@ -147,6 +152,13 @@ ROTATING_TOKENS = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=14),
     "FAMILY_LIFETIME": timedelta(days=30),
     "REUSE_GRACE_PERIOD": timedelta(seconds=int(os.environ.get("REUSE_GRACE_SECONDS", "10"))),
+    # "auto" (the app's default is "cookie"): browsers, which send Sec-Fetch-Site, get
+    # the refresh token in the HttpOnly cookie only; curl, scripts and apps get it in
+    # the JSON body as well, so the README's curl walk-through keeps working.
+    "TRANSPORT": os.environ.get("REFRESH_TOKEN_TRANSPORT", "auto"),
+    # Secure is off only when DEBUG is on, so that the demo works over plain
+    # http://127.0.0.1:8000; any deployment (DEBUG off) gets a Secure cookie.
+    "REFRESH_COOKIE_SECURE": not DEBUG,
 }
 
 LOGGING = {

@@ -2,9 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from example_project.demo import pages
 from example_project.demo.views import MeView
 
 urlpatterns = [
+    path("", pages.index, name="demo"),
+    path("demo/<str:name>", pages.script, name="demo-script"),
     path("admin/", admin.site.urls),
     path("api/auth/", include("rotating_tokens.urls")),
     path("api/me/", MeView.as_view(), name="me"),

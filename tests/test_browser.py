@@ -1,0 +1,280 @@
+"""The demo page in a real Chromium (Debian's, driven by Playwright): the refresh cookie
+is out of JavaScript's reach, silent refresh, tabs, replay, logout.
+
+Needs /usr/bin/chromium (``apt-get install chromium``) and the ``playwright`` package;
+never ``playwright install``. Skipped when either is missing. Time is moved with
+time_machine (it patches the clock of the whole process, live server threads included),
+so nothing sleeps until a token expires.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.test import override_settings
+from django.utils import timezone
+from pytest_django.live_server_helper import LiveServer
+
+from rotating_tokens.models import TokenFamily
+
+from .factories import UserFactory
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.urls("example_project.urls"),
+    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"{CHROMIUM} is not installed"),
+]
+
+ACCESS_LIFETIME = timedelta(seconds=20)
+COOKIE = "refresh_token"  # Secure is off over http://127.0.0.1, so no __Secure- prefix
+REFRESH_URL = re.compile(r"/api/auth/token/refresh/$")
+PASSWORD = "browser-password"
+
+BROWSER_SETTINGS = {
+    "STATIC_URL": "/static/",  # the live server's static files handler needs one
+    "MIDDLEWARE": [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "rotating_tokens.middleware.RefreshTokenCookieMiddleware",
+    ],
+}
+ROTATING_TOKENS = {
+    "ACCESS_TOKEN_LIFETIME": ACCESS_LIFETIME,
+    "REUSE_GRACE_PERIOD": timedelta(seconds=10),
+    "TRANSPORT": "auto",  # as the example project: Chromium sends Sec-Fetch-Site
+    "REFRESH_COOKIE_SECURE": False,  # the live server speaks plain HTTP
+}
+
+
+@pytest.fixture(scope="module")
+def live_server() -> Iterator[LiveServer]:
+    """The example project on 127.0.0.1, with the cookie middleware. A server of this
+    module's own: the WSGI handler loads MIDDLEWARE once, when the server starts."""
+    with override_settings(**BROWSER_SETTINGS):
+        server = LiveServer("127.0.0.1:0")
+        yield server
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _cookie_settings(settings, live_server):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, **ROTATING_TOKENS}
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    # Playwright's sync API keeps an asyncio loop in this thread, which makes Django
+    # refuse ORM calls from the test; they are plain sync calls, so allow them.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield playwright, browser
+        browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def context(chromium):
+    context = chromium[1].new_context(viewport={"width": 1100, "height": 760})
+    context.set_default_timeout(10_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Traveller]:
+    with time_machine.travel(timezone.now(), tick=True) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def user(transactional_db):
+    return UserFactory(username="browser-user", password=PASSWORD)
+
+
+def refresh_requests(target) -> list[str]:
+    """The refresh requests that ``target`` (a page or a context) sends from now on."""
+    sent: list[str] = []
+    target.on("request", lambda r: REFRESH_URL.search(r.url) and sent.append(r.url))
+    return sent
+
+
+def open_demo(context, live_server):
+    page = context.new_page()
+    page.goto(live_server.url + "/")
+    return page
+
+
+def log_in(page, user) -> None:
+    page.wait_for_selector("#login-view:not([hidden])")
+    page.fill("#username", user.username)
+    page.fill("#password", PASSWORD)
+    page.click("#login-button")
+    expect_me(page)
+
+
+def expect_me(page, user_name: str = "browser-user") -> None:
+    sync_api.expect(page.locator("#me-result")).to_contain_text(f'"username":"{user_name}"')
+
+
+def call_me(page) -> None:
+    page.locator("#me-result").evaluate("node => { node.textContent = 'waiting' }")
+    page.click("#call-me")
+
+
+def refresh_cookie(context):
+    return next((c for c in context.cookies() if c["name"] == COOKIE), None)
+
+
+def test_login_keeps_refresh_token_out_of_javascripts_reach(context, live_server, user):
+    page = open_demo(context, live_server)
+    with page.expect_response(re.compile(r"/api/auth/token/$")) as login_response:
+        log_in(page, user)
+    body = login_response.value.json()
+    assert "refresh" not in body and body["refresh_expires_at"]  # "auto": a browser
+    cookie = refresh_cookie(context)
+    assert cookie["value"].startswith("rtok_")
+    assert cookie["httpOnly"] is True
+    assert cookie["path"] == "/api/auth/"
+    assert cookie["sameSite"] == "Strict"
+    assert cookie["secure"] is False
+    visible = page.evaluate("document.cookie")
+    assert "csrftoken=" in visible
+    assert COOKIE not in visible and "rtok_" not in visible
+    sync_api.expect(page.locator("#visible-cookies")).not_to_contain_text("rtok_")
+    if os.environ.get("DEMO_SCREENSHOT"):  # DEMO_SCREENSHOT=docs/demo.png pytest -k reach
+        sync_api.expect(page.locator("#sessions-view")).to_be_visible()
+        page.screenshot(path=os.environ["DEMO_SCREENSHOT"], full_page=True)
+
+
+def test_expired_access_token_is_refreshed_once_silently(context, live_server, user, clock):
+    page = open_demo(context, live_server)
+    log_in(page, user)
+    sent = refresh_requests(page)
+    clock.shift(ACCESS_LIFETIME + timedelta(seconds=1))
+    with page.expect_response(REFRESH_URL) as refresh:
+        call_me(page)
+    expect_me(page)
+    assert refresh.value.status == 200
+    assert len(sent) == 1
+    sync_api.expect(page.locator("#refresh-count")).to_have_text("1")
+    # Three calls at once after the next expiry share one refresh (single-flight).
+    clock.shift(ACCESS_LIFETIME + timedelta(seconds=1))
+    page.locator("#me-result").evaluate("node => { node.textContent = 'waiting' }")
+    page.click("#call-many")
+    expect_me(page)
+    sync_api.expect(page.locator("#refresh-count")).to_have_text("2")
+    assert len(sent) == 2
+
+
+def test_two_tabs_refresh_one_after_the_other(settings, context, live_server, user, clock):
+    # No grace period: were the tabs to present the same cookie twice, it would be
+    # reuse and the family would die. The Web Lock is what keeps it alive.
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "REUSE_GRACE_PERIOD": timedelta(0)}
+    first = open_demo(context, live_server)
+    log_in(first, user)
+    second = open_demo(context, live_server)  # restores the session from the cookie
+    expect_me(second)
+    sent = refresh_requests(context)
+    clock.shift(ACCESS_LIFETIME + timedelta(seconds=1))
+    for page in (first, second):  # both calls in flight together
+        page.locator("#me-result").evaluate("node => { node.textContent = 'waiting' }")
+    first.click("#call-me", no_wait_after=True)
+    second.click("#call-me", no_wait_after=True)
+    expect_me(first)
+    expect_me(second)
+    sync_api.expect(first.locator("#refresh-count")).to_have_text("1")
+    sync_api.expect(second.locator("#refresh-count")).to_have_text("2")  # restore + expiry
+    assert len(sent) == 2
+    family = TokenFamily.objects.get(user=user)
+    assert family.revoked_at is None
+    assert family.tokens.count() == 4  # login, the second tab's restore, two refreshes
+    # Both tabs keep working.
+    call_me(first)
+    expect_me(first)
+    call_me(second)
+    expect_me(second)
+
+
+def test_replayed_stolen_token_kills_the_family_and_page_returns_to_login(
+    context, live_server, user, clock, chromium
+):
+    page = open_demo(context, live_server)
+    log_in(page, user)
+    stolen = refresh_cookie(context)["value"]  # copied by malware, say
+    clock.shift(ACCESS_LIFETIME + timedelta(seconds=1))
+    call_me(page)  # the page refreshes: the stolen token is now used
+    expect_me(page)
+    thief = chromium[0].request.new_context(
+        base_url=live_server.url, extra_http_headers={"User-Agent": "thief/1.0"}
+    )
+    replay = thief.post("/api/auth/token/refresh/", data={"refresh": stolen})
+    assert replay.status == 401
+    assert replay.json()["code"] == "token_reused"
+    thief.dispose()
+    assert TokenFamily.objects.get(user=user).revoke_reason == "reuse_detected"
+    call_me(page)  # the access token is refused at once, and so is the refresh
+    sync_api.expect(page.locator("#login-view")).to_be_visible()
+    sync_api.expect(page.locator("#login-error")).to_contain_text("log in again")
+    assert refresh_cookie(context) is None  # the refused refresh deleted the cookie
+
+
+def test_logout_clears_the_cookie(context, live_server, user):
+    page = open_demo(context, live_server)
+    log_in(page, user)
+    assert refresh_cookie(context) is not None
+    with page.expect_response(re.compile(r"/api/auth/logout/$")) as logout:
+        page.click("#logout")
+    assert logout.value.status == 204
+    sync_api.expect(page.locator("#login-view")).to_be_visible()
+    assert refresh_cookie(context) is None
+    assert TokenFamily.objects.get(user=user).revoke_reason == "logout"
+    page.reload()  # no cookie, no session to restore
+    sync_api.expect(page.locator("#login-view")).to_be_visible()
+
+
+def test_logout_everywhere_ends_every_session(context, live_server, user, chromium):
+    page = open_demo(context, live_server)
+    log_in(page, user)
+    other = chromium[1].new_context()
+    other_page = open_demo(other, live_server)
+    log_in(other_page, user)
+    page.click("#logout-all")
+    sync_api.expect(page.locator("#login-view")).to_be_visible()
+    assert refresh_cookie(context) is None
+    call_me(other_page)
+    sync_api.expect(other_page.locator("#login-view")).to_be_visible()
+    other.close()
+    assert not TokenFamily.objects.active().exists()
+
+
+def test_sessions_list_signs_another_device_out(context, live_server, user, chromium):
+    other = chromium[1].new_context()
+    log_in(open_demo(other, live_server), user)
+    page = open_demo(context, live_server)
+    log_in(page, user)
+    rows = page.locator("#sessions tr")
+    sync_api.expect(rows).to_have_count(2)
+    sync_api.expect(page.locator("#sessions .badge")).to_have_count(1)
+    page.locator("#sessions tr:not(:has(.badge)) button").click()
+    sync_api.expect(rows).to_have_count(1)
+    other.close()
+    assert TokenFamily.objects.active().count() == 1
