@@ -22,6 +22,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from rotating_tokens import crypto
 from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
+from rotating_tokens.throttling import OptionalScopedRateThrottle
 
 REFRESH = "/api/auth/token/refresh/"
 THIEF = {"HTTP_USER_AGENT": "someone-else/1.0"}
@@ -248,6 +249,20 @@ def test_reuse_revokes_the_family_while_the_cache_is_down(redis_cache, api_clien
 
     assert (replay.status_code, replay.json()["code"]) == (401, "token_reused")
     assert _me(api_client, pair["access"]).json()["code"] == "token_revoked"
+
+
+@pytest.mark.django_db
+def test_throttled_login_and_refresh_keep_working_while_the_cache_is_down(
+    redis_cache, api_client, user, password
+):
+    rates = {"rotating_tokens_login": "100/minute", "rotating_tokens_refresh": "100/minute"}
+    with mock.patch.object(OptionalScopedRateThrottle, "THROTTLE_RATES", rates):
+        pair = _login(api_client, user, password)
+
+        redis_cache.kill()
+
+        assert _refresh(api_client, pair["refresh"]).status_code == 200
+        _login(api_client, user, password)
 
 
 # A response lost on the way to the client --------------------------------------------------
