@@ -50,7 +50,9 @@ def client_from_request(request: HttpRequest | Request) -> services.Client:
         ip_address: str | None = str(ipaddress.ip_address(ident))
     except ValueError:
         ip_address = request.META.get("REMOTE_ADDR") or None
-    user_agent = request.META.get("HTTP_USER_AGENT", "")[: app_settings.USER_AGENT_MAX_LENGTH]
+    # PostgreSQL refuses NUL in text: a user agent carrying one would make a 503.
+    user_agent = request.META.get("HTTP_USER_AGENT", "").replace("\x00", "")
+    user_agent = user_agent[: app_settings.USER_AGENT_MAX_LENGTH]
     return services.Client(ip_address=ip_address, user_agent=user_agent)
 
 

@@ -276,6 +276,28 @@ def test_retry_from_same_ipv6_client_is_honoured(user, password, address):
     assert retry.json()["refresh"] == first["refresh"]
 
 
+def test_user_agent_is_stored_cut_to_its_maximum_length(api_client, user, password):
+    login = api_client.post(
+        OBTAIN,
+        {"username": user.username, "password": password},
+        format="json",
+        HTTP_USER_AGENT="é" * 600,
+    )
+    assert login.status_code == 200
+    assert TokenFamily.objects.get().user_agent == "é" * 512
+
+
+def test_user_agent_with_nul_characters_is_accepted(api_client, user, password):
+    agent = {"HTTP_USER_AGENT": "broken\x00agent"}
+    login = api_client.post(
+        OBTAIN, {"username": user.username, "password": password}, format="json", **agent
+    )
+    assert login.status_code == 200, login.content
+    first = _refresh(api_client, login.json()["refresh"], **agent)
+    retry = _refresh(api_client, login.json()["refresh"], **agent)
+    assert retry.json()["refresh"] == first.json()["refresh"]
+
+
 # Logout -----------------------------------------------------------------------------
 
 
