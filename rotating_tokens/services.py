@@ -179,12 +179,14 @@ def rotate(raw_token: object, client: Client, *, now: datetime | None = None) ->
 def _find_token(parsed: ParsedToken, db: str) -> RefreshToken | None:
     """The token with this lookup key and its family, user and successor, in one
     query, if the secret matches (compared in constant time)."""
-    token = (
+    # lookup_key is unique: no ORDER BY (which .first() would add), at most one row.
+    rows = (
         RefreshToken.objects.using(db)
         .select_related("family__user", "rotated_to")
         .filter(lookup_key=parsed.lookup_key)
-        .first()
+        .order_by()[:1]
     )
+    token = next(iter(rows), None)
     if token is None or not verify_secret(parsed.secret, token.secret_hash):
         return None
     return token
