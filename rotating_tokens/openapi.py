@@ -77,6 +77,7 @@ def error(description: str, *codes: str, field_errors: bool = False) -> OpenApiR
 # Answers every endpoint of the app can give, whatever its purpose.
 COMMON_ERRORS = {
     400: error("The body is not valid JSON or form data.", "parse_error"),
+    413: error("The body is too large, or has too many fields.", "request_too_large"),
     415: error("The content type is not JSON or form data.", "unsupported_media_type"),
     503: error(
         "The database failed; nothing was changed. Retry after `Retry-After` seconds.",
@@ -84,6 +85,13 @@ COMMON_ERRORS = {
     ),
 }
 THROTTLED = {429: error("Too many requests from this address.", "throttled")}
+# RefreshTokenCookieMiddleware checks CSRF before a request may use the refresh cookie
+# (and before a login from another site's page).
+CSRF_FAILED = {
+    403: error(
+        "The request used the refresh cookie without passing Django's CSRF check.", "csrf_failed"
+    )
+}
 ACCESS_TOKEN_REFUSED = {
     401: error("The access token is missing, invalid, expired or revoked.", *ACCESS_TOKEN_CODES)
 }
@@ -119,6 +127,23 @@ class ObtainSerializerSchema(OpenApiSerializerExtension):
         return schema
 
 
+class TokenPairSerializerSchema(OpenApiSerializerExtension):
+    """With the refresh cookie (``RefreshTokenCookieMiddleware``), a browser's refresh
+    token travels in the HttpOnly cookie only, and the body has no ``refresh``."""
+
+    target_class = "rotating_tokens.serializers.TokenPairSerializer"
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_serializer(
+            self.target, direction, bypass_extensions=True
+        )
+        schema["required"] = [name for name in schema["required"] if name != "refresh"]
+        schema["properties"]["refresh"]["description"] = (
+            "The new refresh token; absent when it travels in the refresh cookie only."
+        )
+        return schema
+
+
 class ObtainTokenViewSchema(OpenApiViewExtension):
     target_class = "rotating_tokens.views.ObtainTokenView"
 
@@ -145,6 +170,7 @@ class ObtainTokenViewSchema(OpenApiViewExtension):
                     401: error(
                         "The credentials are not those of an active user.", "invalid_credentials"
                     ),
+                    **CSRF_FAILED,
                     **THROTTLED,
                 },
                 auth=[],
@@ -170,6 +196,7 @@ class RefreshTokenViewSchema(OpenApiViewExtension):
                     200: TOKEN_PAIR,
                     **COMMON_ERRORS,
                     401: error("The refresh token was refused.", *REFRESH_CODES),
+                    **CSRF_FAILED,
                     **THROTTLED,
                 },
                 auth=[],
@@ -190,7 +217,11 @@ class LogoutViewSchema(OpenApiViewExtension):
                 "malformed or already revoked token, so the answer tells nothing.",
                 tags=[TAG],
                 request=RefreshSerializer,
-                responses={204: OpenApiResponse(description="Done."), **COMMON_ERRORS},
+                responses={
+                    204: OpenApiResponse(description="Done."),
+                    **COMMON_ERRORS,
+                    **CSRF_FAILED,
+                },
                 auth=[],
             ),
         )

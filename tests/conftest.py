@@ -1,12 +1,30 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.core.cache import caches
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from rotating_tokens.services import Client
 
 from .factories import PASSWORD, UserFactory
+
+# Property-based tests: a modest number of examples and no per-example deadline (the
+# CI machine is shared), so the suite stays fast and never flakes on timing.
+# HYPOTHESIS_PROFILE=thorough digs deeper.
+hypothesis_settings.register_profile(
+    "ci",
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile(
+    "thorough", parent=hypothesis_settings.get_profile("ci"), max_examples=1000
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

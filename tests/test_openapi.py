@@ -1,0 +1,108 @@
+"""The OpenAPI schema (drf-spectacular): every endpoint, every documented error code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from django.urls import reverse
+from drf_spectacular.validation import validate_schema
+
+from rotating_tokens import exceptions
+from rotating_tokens.urls import urlpatterns
+
+from .openapi_schema import documented_codes, openapi_schema
+
+pytestmark = pytest.mark.django_db
+
+OBTAIN, REFRESH, LOGOUT = "/api/auth/token/", "/api/auth/token/refresh/", "/api/auth/logout/"
+LOGOUT_ALL, SESSIONS = "/api/auth/logout/all/", "/api/auth/sessions/"
+SESSION = "/api/auth/sessions/{family_id}/"
+
+
+def test_schema_is_valid_openapi():
+    validate_schema(openapi_schema())
+
+
+def test_every_endpoint_of_the_app_is_described():
+    paths = openapi_schema()["paths"]
+    for pattern in urlpatterns:
+        path = "/api/auth/" + str(pattern.pattern).replace("<uuid:family_id>", "{family_id}")
+        assert path in paths, path
+        for operation in paths[path].values():
+            assert operation["summary"] and operation["responses"]
+
+
+def test_refresh_documents_every_refusal_code():
+    codes = {cls.code for cls in exceptions.TokenError.__subclasses__()} | {"token_missing"}
+    assert set(documented_codes(REFRESH, "post", 401)) == codes
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "status", "code"),
+    [
+        (OBTAIN, "post", 401, "invalid_credentials"),
+        (OBTAIN, "post", 400, "invalid"),
+        (OBTAIN, "post", 400, "parse_error"),
+        (OBTAIN, "post", 429, "throttled"),
+        (REFRESH, "post", 403, "csrf_failed"),
+        (REFRESH, "post", 413, "request_too_large"),
+        (REFRESH, "post", 415, "unsupported_media_type"),
+        (REFRESH, "post", 503, "service_unavailable"),
+        (LOGOUT_ALL, "post", 401, "token_revoked"),
+        (LOGOUT_ALL, "post", 401, "not_authenticated"),
+        (SESSIONS, "get", 401, "token_not_valid"),
+        (SESSION, "delete", 404, "not_found"),
+    ],
+)
+def test_error_codes_are_documented(path, method, status, code):
+    assert code in documented_codes(path, method, status)
+
+
+def test_logout_is_always_204_and_public():
+    operation = openapi_schema()["paths"][LOGOUT]["post"]
+    assert "204" in operation["responses"] and "401" not in operation["responses"]
+    assert operation.get("security") in (None, [])
+
+
+def test_authenticated_endpoints_ask_for_a_bearer_jwt():
+    schema = openapi_schema()
+    scheme = schema["components"]["securitySchemes"]["jwtAuth"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
+    for path, method in [(LOGOUT_ALL, "post"), (SESSIONS, "get"), (SESSION, "delete")]:
+        assert schema["paths"][path][method]["security"] == [{"jwtAuth": []}]
+    for path in (OBTAIN, REFRESH):
+        assert "jwtAuth" not in str(schema["paths"][path]["post"].get("security"))
+
+
+def test_obtain_body_names_the_username_field_and_refuses_blanks():
+    body = openapi_schema()["components"]["schemas"]["Obtain"]
+    assert set(body["required"]) == {"username", "password"}
+    assert all(field["minLength"] == 1 for field in body["properties"].values())
+
+
+def test_example_project_serves_the_schema(client, settings):
+    settings.ROOT_URLCONF = "example_project.urls"
+    response = client.get(reverse("schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    assert "/api/auth/token/refresh/" in response.json()["paths"]
+
+
+def test_app_works_without_drf_spectacular():
+    # A fresh interpreter in which drf_spectacular cannot be imported.
+    code = (
+        "import sys; sys.modules['drf_spectacular'] = None\n"
+        "import django; from django.conf import settings\n"
+        "django.setup()\n"
+        "from rotating_tokens import urls, views\n"
+        "assert 'rotating_tokens.openapi' not in sys.modules\n"
+    )
+    result = subprocess.run(  # noqa: S603 (our own interpreter and code)
+        [sys.executable, "-c", code],
+        env={"DJANGO_SETTINGS_MODULE": "tests.settings", "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
