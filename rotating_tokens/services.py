@@ -389,7 +389,7 @@ def set_current_family(family_id: Any) -> None:
 #
 # Checking the family on every authenticated request would cost a query, so its state
 # is cached: the time until which its access tokens are good (its absolute expiry), or
-# 0 once it is revoked. Revocation deletes the entry, so with a shared cache every
+# 0 once it is revoked. Revocation replaces the entry, so with a shared cache every
 # server sees it at once. The cache is an optimisation only: if it fails, the database
 # answers.
 
@@ -412,7 +412,9 @@ def family_allows_access(family_id: Any, *, now: datetime | None = None) -> bool
         )
         good_until = _REVOKED if row is None or row[0] is not None else row[1].timestamp()
         timeout = app_settings.FAMILY_STATE_CACHE_TIMEOUT.total_seconds()
-        _cache_call(cache, "set", key, good_until, timeout)
+        # add, not set: if the family was revoked since our read, the revocation's
+        # tombstone is there and must win over the state we read before it.
+        _cache_call(cache, "add", key, good_until, timeout)
     return now.timestamp() < good_until
 
 
@@ -421,14 +423,17 @@ def _forget_family_state(family_ids: Iterable[Any]) -> None:
     if cache is None:
         return
     keys = [_state_key(pk) for pk in family_ids]
+    timeout = app_settings.FAMILY_STATE_CACHE_TIMEOUT.total_seconds()
 
-    def forget() -> None:
-        _cache_call(cache, "delete_many", keys)
+    def mark_revoked() -> None:
+        _cache_call(cache, "set_many", dict.fromkeys(keys, _REVOKED), timeout)
 
-    # Now, and again after the commit: a request that read the family between the
-    # two would otherwise cache the state the revocation is replacing.
-    forget()
-    transaction.on_commit(forget, using=router.db_for_write(TokenFamily))
+    # Forget now, and write a tombstone after the commit: a request that read the
+    # family before the commit fills the cache with add(), which the tombstone makes
+    # fail (deleting again would let that stale state back in). Written before the
+    # commit, a tombstone would outlive a rollback.
+    _cache_call(cache, "delete_many", keys)
+    transaction.on_commit(mark_revoked, using=router.db_for_write(TokenFamily))
 
 
 def _state_cache() -> BaseCache | None:

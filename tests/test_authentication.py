@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.core.cache import caches
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
@@ -162,8 +164,48 @@ def test_a_failing_cache_falls_back_to_the_database(api_client, login):
     with (
         mock.patch.object(cache, "get", side_effect=ConnectionError("cache down")),
         mock.patch.object(cache, "set", side_effect=ConnectionError("cache down")),
+        mock.patch.object(cache, "add", side_effect=ConnectionError("cache down")),
+        mock.patch.object(cache, "set_many", side_effect=ConnectionError("cache down")),
         mock.patch.object(cache, "delete_many", side_effect=ConnectionError("cache down")),
     ):
         assert _me(api_client, login.access).status_code == 200
         services.revoke_family(login.family, RevokeReason.ADMIN)
         _assert_refused(_me(api_client, login.access), "token_revoked")
+
+
+def test_revocation_racing_a_cache_fill_is_not_undone(login, django_capture_on_commit_callbacks):
+    # A request reads the family (not revoked yet), the family is revoked, then the
+    # request writes what it read to the cache: the revocation must still win.
+    cache = caches["default"]
+    revoked: list[bool] = []
+
+    def revoke_first(real):
+        def write(*args, **kwargs):
+            if not revoked:
+                revoked.append(True)
+                with django_capture_on_commit_callbacks(execute=True):
+                    services.revoke_family(login.family, RevokeReason.ADMIN)
+            return real(*args, **kwargs)
+
+        return write
+
+    with (
+        mock.patch.object(cache, "set", revoke_first(cache.set)),
+        mock.patch.object(cache, "add", revoke_first(cache.add)),
+    ):
+        assert services.family_allows_access(login.family.pk)  # read before the revocation
+    assert revoked
+    assert not services.family_allows_access(login.family.pk)
+
+
+def test_rolled_back_revocation_leaves_access_tokens_working(
+    api_client, login, django_capture_on_commit_callbacks
+):
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        contextlib.suppress(RuntimeError),
+        transaction.atomic(),
+    ):
+        services.revoke_family(login.family, RevokeReason.ADMIN)
+        raise RuntimeError("rolled back")
+    assert _me(api_client, login.access).status_code == 200
