@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from example_project.demo import pages
-from example_project.demo.views import MeView
+from example_project.demo.views import MeView, not_found
 
 urlpatterns = [
     path("", pages.index, name="demo"),
@@ -13,3 +13,5 @@ urlpatterns = [
     path("api/me/", MeView.as_view(), name="me"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
+
+handler404 = not_found

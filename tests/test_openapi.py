@@ -106,3 +106,10 @@ def test_app_works_without_drf_spectacular():
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_example_project_answers_unknown_api_urls_in_the_documented_shape(client, settings):
+    settings.ROOT_URLCONF = "example_project.urls"
+    response = client.delete("/api/auth/sessions/not-a-uuid/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found.", "code": "not_found"}

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -24,3 +26,11 @@ class MeView(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response({"id": request.user.pk, "username": request.user.get_username()})
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 for a URL that matches nothing: the API's ``{"detail", "code"}`` under
+    ``/api/`` (e.g. ``DELETE /api/auth/sessions/not-a-uuid/``), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return page_not_found(request, exception)
