@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -117,6 +118,32 @@ def refresh_requests(target) -> list[str]:
     return sent
 
 
+class RefreshGate:
+    """Holds a context's refresh requests at the network until ``release()``, so that
+    two tabs' refreshes truly overlap."""
+
+    def __init__(self, context) -> None:
+        self.held: list = []
+        self.holding = True
+        context.route(REFRESH_URL, self._handle)
+
+    def _handle(self, route) -> None:
+        if self.holding:
+            self.held.append(route)
+        else:
+            route.continue_()
+
+    def wait_for(self, count: int, page) -> None:
+        deadline = time.monotonic() + 10
+        while len(self.held) < count and time.monotonic() < deadline:
+            page.wait_for_timeout(20)  # lets Playwright deliver the route events
+
+    def release(self) -> None:
+        self.holding = False
+        for route in self.held:
+            route.continue_()
+
+
 def open_demo(context, live_server):
     page = context.new_page()
     page.goto(live_server.url + "/")
@@ -194,10 +221,18 @@ def test_two_tabs_refresh_one_after_the_other(settings, context, live_server, us
     expect_me(second)
     sent = refresh_requests(context)
     clock.shift(ACCESS_LIFETIME + timedelta(seconds=1))
-    for page in (first, second):  # both calls in flight together
+    # Both tabs' access tokens have expired and both call the API: one tab's refresh
+    # request is held at the network while the other tab waits for the Web Lock.
+    gate = RefreshGate(context)
+    for page in (first, second):
         page.locator("#me-result").evaluate("node => { node.textContent = 'waiting' }")
-    first.click("#call-me", no_wait_after=True)
-    second.click("#call-me", no_wait_after=True)
+        page.click("#call-me", no_wait_after=True)
+    first.wait_for_function(
+        "navigator.locks.query().then(s => s.held.length === 1 && s.pending.length === 1)"
+    )
+    gate.wait_for(1, first)
+    assert len(gate.held) == 1  # the other tab waits for the lock, not on the network
+    gate.release()
     expect_me(first)
     expect_me(second)
     sync_api.expect(first.locator("#refresh-count")).to_have_text("1")
