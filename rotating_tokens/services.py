@@ -499,7 +499,9 @@ def purge(
     db = router.db_for_write(TokenFamily)
     if dry_run:
         ended = TokenFamily.objects.using(db).filter(
-            Q(expires_at__lt=cutoff) | Q(revoked_at__lt=cutoff) | Q(pk__in=_idle_since(cutoff))
+            Q(expires_at__lt=cutoff)
+            | Q(revoked_at__lt=cutoff)
+            | Q(pk__in=_idle_since(cutoff).values("family_id"))
         )
         return PurgeResult(
             families=ended.count(),
@@ -508,18 +510,20 @@ def purge(
         )
 
     result = PurgeResult()
-    # Three selections, each driven by its own index, rather than one OR that the
-    # database could only answer by scanning every family.
-    for ended in (
-        TokenFamily.objects.filter(expires_at__lt=cutoff),
-        TokenFamily.objects.filter(revoked_at__lt=cutoff),
-        TokenFamily.objects.filter(pk__in=_idle_since(cutoff)),
+    # Three selections of family ids, each walking its own index in order, rather than
+    # one OR that the database could only answer by scanning every family. Ordered, so
+    # the planner walks the expiry index from its oldest end (where the rows to delete
+    # are) instead of joining whole tables for each batch.
+    for family_ids in (
+        TokenFamily.objects.filter(expires_at__lt=cutoff).order_by("expires_at").values_list("pk"),
+        TokenFamily.objects.filter(revoked_at__lt=cutoff).order_by("revoked_at").values_list("pk"),
+        _idle_since(cutoff).values_list("family_id"),
     ):
         # A batch that found nothing ends the loop, not one whose rows another purge
         # deleted first.
         found = True
         while found:
-            found, families, tokens = _purge_families_batch(ended.using(db), batch_size, db)
+            found, families, tokens = _purge_families_batch(family_ids.using(db), batch_size, db)
             result.families += families
             result.family_tokens += tokens
             if found and progress:
@@ -533,34 +537,39 @@ def purge(
     return result
 
 
-def _idle_since(cutoff: datetime) -> QuerySet[TokenFamily]:
-    """Families whose every token had expired before ``cutoff``.
+def _idle_since(cutoff: datetime) -> QuerySet[RefreshToken]:
+    """The newest tokens of the families whose every token had expired before ``cutoff``.
 
-    The candidates come from the index on the tokens' expiry: the newest token of a
-    family is the unused one, and it expires last, so an idle family has an unused
-    token that expired before then. The NOT EXISTS confirms it.
+    The newest token of a family is the unused one, and it expires last, so an idle
+    family has an unused token that expired before then: the index on the tokens'
+    expiry finds them. The NOT EXISTS confirms that no other token lives on.
     """
-    candidates = RefreshToken.objects.filter(used_at__isnull=True, expires_at__lt=cutoff)
-    unexpired = RefreshToken.objects.filter(family=OuterRef("pk"), expires_at__gte=cutoff)
-    return TokenFamily.objects.filter(
-        ~Exists(unexpired), pk__in=candidates.order_by().values("family_id")
-    ).values("pk")
+    unexpired = RefreshToken.objects.filter(family=OuterRef("family_id"), expires_at__gte=cutoff)
+    return (
+        RefreshToken.objects.filter(used_at__isnull=True, expires_at__lt=cutoff)
+        .filter(~Exists(unexpired))
+        .order_by("expires_at")
+    )
 
 
 def _spent_tokens(now: datetime) -> QuerySet[RefreshToken]:
-    """Used, expired tokens of active families."""
+    """Used, expired tokens of active families, oldest expiry first (see above)."""
     return (
-        RefreshToken.objects.used().expired(now).filter(family__in=TokenFamily.objects.active(now))
+        RefreshToken.objects.used()
+        .expired(now)
+        .filter(family__in=TokenFamily.objects.active(now))
+        .order_by("expires_at")
     )
 
 
 def _purge_families_batch(
-    ended: QuerySet[TokenFamily], batch_size: int, db: str
+    family_ids: QuerySet[Any], batch_size: int, db: str
 ) -> tuple[bool, int, int]:
-    """Delete up to ``batch_size`` families of ``ended`` with their tokens. Returns
-    whether any was found, and how many families and tokens this call deleted."""
+    """Delete up to ``batch_size`` families of those ``family_ids`` (a one-column
+    queryset) selects, with their tokens. Returns whether any was found, and how many
+    families and tokens this call deleted."""
     with transaction.atomic(using=db):
-        ids = list(ended.order_by().values_list("pk", flat=True)[:batch_size])
+        ids = {row[0] for row in family_ids[:batch_size]}
         if not ids:
             return False, 0, 0
         tokens = RefreshToken.objects.using(db).filter(family_id__in=ids).order_by()
@@ -580,7 +589,7 @@ def _purge_tokens_batch(
     spent: QuerySet[RefreshToken], batch_size: int, db: str
 ) -> tuple[bool, int]:
     with transaction.atomic(using=db):
-        ids = list(spent.order_by().values_list("pk", flat=True)[:batch_size])
+        ids = list(spent.values_list("pk", flat=True)[:batch_size])
         if not ids:
             return False, 0
         # Their successors stay: unlink them first (what SET_NULL means).
