@@ -149,7 +149,7 @@ class ObtainTokenViewSchema(OpenApiViewExtension):
 
     def view_replacement(self) -> type[APIView]:
         return described(
-            self.target_class,
+            self.target,
             post=extend_schema(
                 operation_id="token_obtain",
                 summary="Log in",
@@ -183,7 +183,7 @@ class RefreshTokenViewSchema(OpenApiViewExtension):
 
     def view_replacement(self) -> type[APIView]:
         return described(
-            self.target_class,
+            self.target,
             post=extend_schema(
                 operation_id="token_refresh",
                 summary="Rotate a refresh token",
@@ -209,7 +209,7 @@ class LogoutViewSchema(OpenApiViewExtension):
 
     def view_replacement(self) -> type[APIView]:
         return described(
-            self.target_class,
+            self.target,
             post=extend_schema(
                 operation_id="logout",
                 summary="Log out",
@@ -232,7 +232,7 @@ class LogoutAllViewSchema(OpenApiViewExtension):
 
     def view_replacement(self) -> type[APIView]:
         return described(
-            self.target_class,
+            self.target,
             post=extend_schema(
                 operation_id="logout_all",
                 summary="Log out everywhere",
@@ -253,7 +253,7 @@ class SessionListViewSchema(OpenApiViewExtension):
 
     def view_replacement(self) -> type[APIView]:
         return described(
-            self.target_class,
+            self.target,
             get=extend_schema(
                 operation_id="sessions_list",
                 summary="List the user's sessions",
@@ -274,7 +274,7 @@ class SessionViewSchema(OpenApiViewExtension):
 
     def view_replacement(self) -> type[APIView]:
         return described(
-            self.target_class,
+            self.target,
             delete=extend_schema(
                 operation_id="sessions_revoke",
                 summary="Sign one session out",
