@@ -172,7 +172,9 @@ def test_families_and_tokens_cannot_be_added(admin_client):
     assert not chain.has_delete_permission
 
 
-def test_only_superusers_delete(client, superuser):
+def test_only_superusers_delete_and_a_deleted_family_is_revoked_first(
+    client, superuser, revocations
+):
     staff = UserFactory(username="staff", is_staff=True)
     staff.user_permissions.add(
         *Permission.objects.filter(codename__in=["view_tokenfamily", "change_tokenfamily"])
@@ -187,6 +189,7 @@ def test_only_superusers_delete(client, superuser):
     client.force_login(superuser)
     assert client.post(delete_url, {"post": "yes"}).status_code == 302
     assert not TokenFamily.objects.filter(pk=family.pk).exists()
+    assert revocations == [(family.pk, "admin")]
 
 
 # Actions ---------------------------------------------------------------------------------
