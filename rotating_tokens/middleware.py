@@ -178,7 +178,7 @@ def csrf_failure_reason(request: HttpRequest | Request) -> str | None:
         raise AssertionError
 
     check = CSRFCheck(no_response)
-    check.process_request(request)  # type: ignore[arg-type]
+    check.process_request(request)
     return check.process_view(request, None, (), {})  # type: ignore[arg-type,return-value]
 
 
