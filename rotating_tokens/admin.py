@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import services
-from .models import RefreshToken, RevokeReason, TokenFamily
+from .models import RefreshToken, RevokeReason, TokenFamily, TokenFamilyQuerySet
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -49,7 +49,7 @@ def with_admin_columns(queryset: QuerySet[TokenFamily]) -> QuerySet[TokenFamily]
         .values("n")
     )
     return (
-        queryset.select_related("user")
+        cast(TokenFamilyQuerySet, queryset.select_related("user"))
         .with_last_use()
         .annotate(
             status=Case(
@@ -71,11 +71,11 @@ class StatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[TokenFamily]) -> Any:
         if self.value() in dict(Status.choices):
-            return queryset.filter(status=self.value())
+            return queryset.filter(status=self.value())  # type: ignore[misc]
         return queryset
 
 
-class RefreshTokenInline(admin.TabularInline):
+class RefreshTokenInline(admin.TabularInline):  # type: ignore[type-arg]
     """The rotation chain, oldest first, read-only."""
 
     model = RefreshToken
@@ -115,7 +115,7 @@ class RefreshTokenInline(admin.TabularInline):
 
 
 @admin.register(TokenFamily)
-class TokenFamilyAdmin(admin.ModelAdmin):
+class TokenFamilyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "id",
         "user",

@@ -28,7 +28,7 @@ class AccessTokenAuthentication(JWTAuthentication):
         if result is not None:
             # So that a password change made by this request spares its own family.
             set_current_family(result[1].get(app_settings.FAMILY_CLAIM))
-        return result
+        return result  # type: ignore[return-value]
 
     def get_validated_token(self, raw_token: bytes) -> Token:
         token = super().get_validated_token(raw_token)
