@@ -440,8 +440,8 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/3")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--duration", type=float, default=5, help="seconds per phase")
-    parser.add_argument("--rounds", type=int, default=3, help="alternations per concurrency")
+    parser.add_argument("--duration", type=float, default=3, help="seconds per phase")
+    parser.add_argument("--rounds", type=int, default=6, help="alternations per concurrency")
     args = parser.parse_args()
     if args.child:
         child(args.child)
