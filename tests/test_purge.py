@@ -285,8 +285,10 @@ def test_command_verbosity_two_reports_batches_and_zero_is_silent():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--older-than", "-1"], "--older-than must be a number of days, 0 or more."),
-        (["--older-than", "nan"], "--older-than must be a number of days, 0 or more."),
+        (["--older-than", "-1"], "--older-than must be a number of days from 0 to 36500."),
+        (["--older-than", "nan"], "--older-than must be a number of days from 0 to 36500."),
+        (["--older-than", "inf"], "--older-than must be a number of days from 0 to 36500."),
+        (["--older-than", "1e12"], "--older-than must be a number of days from 0 to 36500."),
         (["--batch-size", "0"], "--batch-size must be 1 or more."),
         (["--batch-size", "-5"], "--batch-size must be 1 or more."),
     ],

@@ -10,6 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rotating_tokens import services
 from rotating_tokens.conf import app_settings
 
+MAX_DAYS = 36_500  # a century: further back than any date the database holds
+
 
 class Command(BaseCommand):
     help = (
@@ -40,8 +42,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         older_than_days = options["older_than"]
         batch_size = options["batch_size"]
-        if older_than_days is not None and not older_than_days >= 0:  # also refuses NaN
-            raise CommandError("--older-than must be a number of days, 0 or more.")
+        if older_than_days is not None and not 0 <= older_than_days <= MAX_DAYS:  # and NaN
+            raise CommandError(f"--older-than must be a number of days from 0 to {MAX_DAYS}.")
         if batch_size < 1:
             raise CommandError("--batch-size must be 1 or more.")
         older_than = None if older_than_days is None else timedelta(days=older_than_days)
