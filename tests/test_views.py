@@ -6,6 +6,8 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
+from django.conf import settings
+from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -262,6 +264,29 @@ def test_retry_behind_the_same_forwarded_address_is_honoured(api_client, user, p
     )
     assert retry.status_code == 200
     assert retry.json()["refresh"] == first["refresh"]
+
+
+@pytest.mark.parametrize(
+    ("retry_forwarded_for", "status"),
+    [("10.9.9.9, 198.51.100.7", 200), ("198.51.100.7, 198.51.100.8", 401)],
+    ids=["spoofed part differs", "proxy-set part differs"],
+)
+def test_client_address_honours_num_proxies(
+    api_client, user, password, retry_forwarded_for, status
+):
+    # With one proxy in front, only the last X-Forwarded-For entry (the one the proxy
+    # wrote) names the client; what the client wrote before it does not count.
+    with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}):
+        login = _login(api_client, user, password)
+        first = _refresh(
+            api_client, login["refresh"], HTTP_X_FORWARDED_FOR="172.16.0.1, 198.51.100.7"
+        )
+        retry = _refresh(api_client, login["refresh"], HTTP_X_FORWARDED_FOR=retry_forwarded_for)
+    assert retry.status_code == status
+    if status == 200:
+        assert retry.json()["refresh"] == first.json()["refresh"]
+        successor = RefreshToken.objects.get(rotated_from__isnull=False)
+        assert successor.ip_address == "198.51.100.7"
 
 
 @pytest.mark.parametrize("address", ["::ffff:203.0.113.10", "2001:DB8:0:0::1"])
