@@ -36,6 +36,6 @@ class AccessTokenAuthentication(JWTAuthentication):
             token.get(app_settings.FAMILY_CLAIM)
         ):
             raise AuthenticationFailed(
-                _("This session has ended. Please log in again."), code="token_revoked"
+                str(_("This session has ended. Please log in again.")), code="token_revoked"
             )
         return token

@@ -26,7 +26,7 @@ class RevokeReason(models.TextChoices):
 
 class TokenFamilyQuerySet(models.QuerySet["TokenFamily"]):
     def for_user(self, user: AbstractBaseUser) -> TokenFamilyQuerySet:
-        return self.filter(user=user)
+        return self.filter(user=user)  # type: ignore[misc]  # any AUTH_USER_MODEL; the stubs assume auth.User
 
     def revoked(self) -> TokenFamilyQuerySet:
         return self.filter(revoked_at__isnull=False)
@@ -105,7 +105,7 @@ class TokenFamily(models.Model):
 
 class RefreshTokenQuerySet(models.QuerySet["RefreshToken"]):
     def for_user(self, user: AbstractBaseUser) -> RefreshTokenQuerySet:
-        return self.filter(family__user=user)
+        return self.filter(family__user=user)  # type: ignore[misc]  # any AUTH_USER_MODEL; the stubs assume auth.User
 
     def used(self) -> RefreshTokenQuerySet:
         return self.filter(used_at__isnull=False)

@@ -75,7 +75,7 @@ def start_family(
     """Log ``user`` in: a new family with its first refresh token, and an access token."""
     now = now or timezone.now()
     family = TokenFamily(
-        user=user,
+        user=user,  # type: ignore[misc]  # any AUTH_USER_MODEL; the stubs assume auth.User
         created_at=now,
         expires_at=now + app_settings.FAMILY_LIFETIME,
         ip_address=client.ip_address,
@@ -95,7 +95,7 @@ def _evict_families(user: AbstractBaseUser, *, keep: TokenFamily, limit: int, no
     """Revoke the least recently used active families of ``user`` beyond ``limit``,
     ``keep`` (the new login) counting as the most recent one."""
     others = (
-        TokenFamily.objects.for_user(user)
+        TokenFamily.objects.for_user(user)  # type: ignore[misc]  # orders by with_last_use()
         .active(now)
         .exclude(pk=keep.pk)
         .with_last_use()
@@ -199,7 +199,9 @@ def _retry_or_reuse(
     successor = _successor_for_retry(token, client, now)
     if successor is not None:
         raw = open_successor(
-            successor.sealed, parent_secret=parsed.secret, lookup_key=successor.lookup_key
+            bytes(successor.sealed or b""),  # never None: _successor_for_retry checked
+            parent_secret=parsed.secret,
+            lookup_key=successor.lookup_key,
         )
         if raw is not None:
             return _token_pair(family.user, family, successor, raw, now)

@@ -15,7 +15,7 @@ class OptionalScopedRateThrottle(ScopedRateThrottle):
     turning every login into a 500), and a cache that is down lets requests through."""
 
     def get_rate(self) -> str | None:
-        return self.THROTTLE_RATES.get(self.scope)
+        return self.THROTTLE_RATES.get(self.scope) if self.scope else None
 
     def allow_request(self, request: Request, view: Any) -> bool:
         # The throttle keeps its counts in the cache. If the cache is down, refusing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth import authenticate
@@ -13,8 +13,9 @@ from django.db import DatabaseError
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed, NotFound
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
@@ -60,8 +61,9 @@ class TokenAPIView(APIView):
     """Base of the app's views: errors come out as ``{"detail", "code"}``, a refused
     refresh as 401, and a database that fails mid-request as 503."""
 
-    authentication_classes = ()
-    permission_classes = (AllowAny,)
+    # Annotated as DRF declares them, so that subclasses may name other classes.
+    authentication_classes: Sequence[type[BaseAuthentication]] = ()
+    permission_classes: Sequence[type[BasePermission]] = (AllowAny,)
 
     def get_exception_handler(self) -> Callable[..., Response | None]:
         return exception_handler
@@ -160,7 +162,7 @@ class LogoutAllView(TokenAPIView):
     permission_classes = (IsAuthenticated,)
 
     def post(self, request: Request) -> Response:
-        services.logout_all(request.user)
+        services.logout_all(request.user)  # type: ignore[arg-type]  # IsAuthenticated: a real user
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -172,11 +174,13 @@ class SessionListView(TokenAPIView):
     serializer_class = SessionSerializer
 
     def get(self, request: Request) -> Response:
-        sessions = TokenFamily.objects.for_user(request.user).active().with_last_use()
+        user = request.user
+        sessions = TokenFamily.objects.for_user(user).active().with_last_use()  # type: ignore[arg-type]  # IsAuthenticated: a real user
         serializer = self.serializer_class(
             sessions.order_by("-created_at"),
             many=True,
-            context={"current_family_id": request.auth.get(app_settings.FAMILY_CLAIM)},
+            # request.auth is simplejwt's access token here (the stubs know DRF's Token).
+            context={"current_family_id": request.auth.get(app_settings.FAMILY_CLAIM)},  # type: ignore[union-attr]
         )
         return Response(serializer.data)
 
@@ -189,7 +193,8 @@ class SessionView(TokenAPIView):
     permission_classes = (IsAuthenticated,)
 
     def delete(self, request: Request, family_id: uuid.UUID) -> Response:
-        family = TokenFamily.objects.for_user(request.user).filter(pk=family_id).first()
+        user = request.user
+        family = TokenFamily.objects.for_user(user).filter(pk=family_id).first()  # type: ignore[arg-type]  # IsAuthenticated: a real user
         if family is None:
             raise NotFound(_("No such session."))
         services.revoke_family(family, RevokeReason.LOGOUT)
