@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -345,11 +346,11 @@ def hasher_costs() -> dict[str, Any]:
             out[hasher] = {
                 "refresh_ms": 1000 * median_seconds(refresh, repeat),
                 "hash_ms": 1000
-                * median_seconds(lambda h=hasher: crypto.hash_secret("s" * 43, h), repeat),
+                * median_seconds(partial(crypto.hash_secret, "s" * 43, hasher), repeat),
             }
             stored = crypto.hash_secret("s" * 43, hasher)
             out[hasher]["verify_ms"] = 1000 * median_seconds(
-                lambda stored=stored: crypto.verify_secret("s" * 43, stored), repeat
+                partial(crypto.verify_secret, "s" * 43, stored), repeat
             )
     return out
 
