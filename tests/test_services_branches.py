@@ -6,15 +6,17 @@ comparison corner cases, and the current-family context."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from rotating_tokens import services
 from rotating_tokens.exceptions import TokenInvalid, TokenReused, TokenRevoked
 from rotating_tokens.models import RefreshToken, RevokeReason
 
-from .factories import RefreshTokenFactory
+from .factories import RefreshTokenFactory, TokenFamilyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -132,3 +134,22 @@ def test_token_pair_repr_shows_no_token(client_info):
     text = repr(pair)
     assert pair.refresh not in text and pair.access not in text
     assert str(pair.family.pk) in text
+
+
+def test_purge_reports_progress_on_spent_tokens_of_live_families():
+    now = timezone.now()
+    family = TokenFamilyFactory()
+    RefreshTokenFactory(family=family)  # the live token keeps the family active
+    spent = RefreshTokenFactory(
+        family=family,
+        issued_at=now - timedelta(days=20),
+        expires_at=now - timedelta(days=1),
+        used_at=now - timedelta(days=2),
+    )
+    reports: list[services.PurgeResult] = []
+
+    result = services.purge(now=now, progress=reports.append)
+
+    assert result.used_tokens == 1
+    assert reports and reports[-1].used_tokens == 1
+    assert not RefreshToken.objects.filter(pk=spent.pk).exists()
