@@ -101,6 +101,20 @@ TOKEN_PAIR = OpenApiResponse(
 )
 
 
+def refresh_cookie() -> OpenApiParameter:
+    """The refresh cookie, which refresh and logout read when the body has no token
+    (``RefreshTokenCookieMiddleware``); its name depends on the settings."""
+    from .conf import app_settings
+
+    return OpenApiParameter(
+        app_settings.REFRESH_COOKIE_NAME,
+        OpenApiTypes.STR,
+        OpenApiParameter.COOKIE,
+        description="The refresh token, for browsers (HttpOnly). Using it needs Django's "
+        "CSRF token in `X-CSRFToken`. A token in the body takes precedence.",
+    )
+
+
 def described(view: type[APIView], **methods: Any) -> type[APIView]:
     """A subclass of ``view`` carrying the schema, so the view itself stays untouched."""
     subclass = type(view.__name__, (view,), {"__module__": view.__module__})
@@ -192,6 +206,7 @@ class RefreshTokenViewSchema(OpenApiViewExtension):
                 "revokes the whole family: `token_reused`.",
                 tags=[TAG],
                 request=RefreshSerializer,
+                parameters=[refresh_cookie()],
                 responses={
                     200: TOKEN_PAIR,
                     **COMMON_ERRORS,
@@ -217,6 +232,7 @@ class LogoutViewSchema(OpenApiViewExtension):
                 "malformed or already revoked token, so the answer tells nothing.",
                 tags=[TAG],
                 request=RefreshSerializer,
+                parameters=[refresh_cookie()],
                 responses={
                     204: OpenApiResponse(description="Done."),
                     **COMMON_ERRORS,

@@ -113,3 +113,13 @@ def test_example_project_answers_unknown_api_urls_in_the_documented_shape(client
     response = client.delete("/api/auth/sessions/not-a-uuid/")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found.", "code": "not_found"}
+
+
+@pytest.mark.parametrize("path", [REFRESH, LOGOUT])
+def test_refresh_and_logout_document_the_refresh_cookie(path):
+    from rotating_tokens.conf import app_settings
+
+    parameters = openapi_schema()["paths"][path]["post"]["parameters"]
+    assert {"in": "cookie", "name": app_settings.REFRESH_COOKIE_NAME} in [
+        {"in": p["in"], "name": p["name"]} for p in parameters
+    ]
