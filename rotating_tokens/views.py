@@ -47,14 +47,21 @@ def client_from_request(request: HttpRequest | Request) -> services.Client:
     """The client's IP address, found as DRF's throttles find it (``NUM_PROXIES``),
     and its user agent."""
     ident = BaseThrottle().get_ident(request)  # type: ignore[arg-type]
-    try:
-        ip_address: str | None = str(ipaddress.ip_address(ident))
-    except ValueError:
-        ip_address = request.META.get("REMOTE_ADDR") or None
+    ip_address = _storable_address(ident) or _storable_address(request.META.get("REMOTE_ADDR"))
     # PostgreSQL refuses NUL in text: a user agent carrying one would make a 503.
     user_agent = request.META.get("HTTP_USER_AGENT", "").replace("\x00", "")
     user_agent = user_agent[: app_settings.USER_AGENT_MAX_LENGTH]
     return services.Client(ip_address=ip_address, user_agent=user_agent)
+
+
+def _storable_address(value: str | None) -> str | None:
+    """``value`` as an address the database stores, or None. A scope id ("fe80::1%eth0",
+    which a client can write in X-Forwarded-For) is dropped: PostgreSQL and MariaDB
+    refuse it, and the request would fail with a 503."""
+    try:
+        return str(ipaddress.ip_address((value or "").split("%", 1)[0]))
+    except ValueError:
+        return None
 
 
 class TokenAPIView(APIView):

@@ -217,3 +217,32 @@ def test_a_body_token_wins_over_a_disagreeing_cookie(
         "application/json",
         HTTP_COOKIE=f"{cookie_transport}={live_token.raw}",
     )
+
+
+# Headers the client writes -----------------------------------------------------------
+
+# WSGI hands headers over as latin-1 text.
+header_text = st.text(st.characters(max_codepoint=0xFF), max_size=200)
+forwarded_for = st.one_of(
+    header_text,
+    st.ip_addresses().map(str),
+    st.tuples(st.ip_addresses(v=6), st.text(ALPHABET + "%.", min_size=1, max_size=60)).map(
+        lambda parts: f"{parts[0]}%{parts[1]}"  # a scope id
+    ),
+    st.lists(st.ip_addresses().map(str), min_size=2, max_size=4).map(", ".join),
+)
+
+
+@given(forwarded=forwarded_for, user_agent=header_text)
+def test_any_forwarded_for_and_user_agent_still_log_in(
+    api_client, user, password, forwarded, user_agent
+):
+    response = api_client.post(
+        OBTAIN,
+        {"username": user.username, "password": password},
+        format="json",
+        HTTP_X_FORWARDED_FOR=forwarded,
+        HTTP_USER_AGENT=user_agent,
+    )
+    assert response.status_code == 200, response.content
+    assert_documented(response, OBTAIN)
