@@ -158,6 +158,19 @@ class TokenPairSerializerSchema(OpenApiSerializerExtension):
         return schema
 
 
+class SessionSerializerSchema(OpenApiSerializerExtension):
+    """A session's address is null when the server saw none (no ``REMOTE_ADDR``)."""
+
+    target_class = "rotating_tokens.serializers.SessionSerializer"
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_serializer(
+            self.target, direction, bypass_extensions=True
+        )
+        schema["properties"]["ip_address"]["nullable"] = True
+        return schema
+
+
 class ObtainTokenViewSchema(OpenApiViewExtension):
     target_class = "rotating_tokens.views.ObtainTokenView"
 
