@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
 from rotating_tokens import services
@@ -61,10 +62,11 @@ def test_obtain_returns_the_token_pair(api_client, user, password):
     assert set(body) == {"access", "access_expires_at", "refresh", "refresh_expires_at"}
     assert body["refresh"].startswith("rtok_")
     now = timezone.now()
-    access_expiry = datetime.fromisoformat(body["access_expires_at"])
-    refresh_expiry = datetime.fromisoformat(body["refresh_expires_at"])
-    assert access_expiry.tzinfo is not None
-    assert refresh_expiry.tzinfo is not None
+    # parse_datetime: Python 3.10's fromisoformat() does not read the "Z" suffix.
+    access_expiry = parse_datetime(body["access_expires_at"])
+    refresh_expiry = parse_datetime(body["refresh_expires_at"])
+    assert access_expiry and access_expiry.tzinfo is not None
+    assert refresh_expiry and refresh_expiry.tzinfo is not None
     assert now < access_expiry <= now + timedelta(minutes=5)
     assert now + timedelta(days=13) < refresh_expiry <= now + timedelta(days=14)
     assert TokenFamily.objects.for_user(user).count() == 1
@@ -156,8 +158,8 @@ def test_refresh_returns_a_new_pair(api_client, user, password):
     body = response.json()
     assert set(body) == {"access", "access_expires_at", "refresh", "refresh_expires_at"}
     assert body["refresh"] != login["refresh"]
-    datetime.fromisoformat(body["access_expires_at"])
-    datetime.fromisoformat(body["refresh_expires_at"])
+    assert parse_datetime(body["access_expires_at"])
+    assert parse_datetime(body["refresh_expires_at"])
 
 
 @pytest.mark.parametrize("body", [{}, {"refresh": ""}, {"refresh": None}, {"other": "x"}], ids=repr)
