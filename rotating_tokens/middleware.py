@@ -8,8 +8,9 @@ keeps it in a cookie that only the refresh and logout endpoints receive:
   (in "cookie" transport the body loses it and keeps ``refresh_expires_at``);
 - a request to refresh or logout whose body carries no token: the views take the
   cookie's, after Django's CSRF check (``refresh_token_from_cookie``);
-- a logout, or a refused refresh (any 401), that used the cookie: the cookie is deleted,
-  so a browser never keeps a dead cookie.
+- a logout, or a refused refresh (any 401): the cookie is deleted, so a browser never
+  keeps a dead cookie (unless another site's page sent the request with a token of
+  its own: see ``_CookieState.may_delete``).
 
 Place it after ``SessionMiddleware`` and ``CsrfViewMiddleware`` in ``MIDDLEWARE``.
 """
@@ -45,9 +46,16 @@ _FOREIGN_SITES = ("cross-site", "same-site")
 class _CookieState:
     role: str
     value: str | None
-    # The request's refresh token was the cookie's: only then may its failure or
-    # logout delete the cookie (else a cross-site form could log the browser out).
+    # The request's refresh token was the cookie's (taken from it, or equal to it).
     used: bool = False
+    # Sec-Fetch-Site says another site's page started the request.
+    foreign: bool = False
+
+    def may_delete(self) -> bool:
+        """A form on another site may post ``refresh=garbage`` to logout
+        (a body token needs no CSRF token); its 204 must not log the browser out by
+        deleting the cookie. Any other logout or refused refresh deletes it."""
+        return self.used or not self.foreign
 
 
 class RefreshTokenCookieMiddleware:
@@ -57,7 +65,7 @@ class RefreshTokenCookieMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
         state: _CookieState | None = getattr(request, _STATE_ATTRIBUTE, None)
-        if state is not None and state.used:
+        if state is not None and state.may_delete():
             refused = state.role == "refresh" and response.status_code == 401
             logged_out = state.role == "logout" and response.status_code == 204
             if refused or logged_out:
@@ -75,8 +83,10 @@ class RefreshTokenCookieMiddleware:
         if role is None or app_settings.TRANSPORT == "body":
             return None
         name = app_settings.REFRESH_COOKIE_NAME
-        setattr(request, _STATE_ATTRIBUTE, _CookieState(role, request.COOKIES.get(name) or None))
-        if role == "obtain" and request.META.get("HTTP_SEC_FETCH_SITE") in _FOREIGN_SITES:
+        foreign = request.META.get("HTTP_SEC_FETCH_SITE") in _FOREIGN_SITES
+        state = _CookieState(role, request.COOKIES.get(name) or None, foreign=foreign)
+        setattr(request, _STATE_ATTRIBUTE, state)
+        if role == "obtain" and foreign:
             # Login CSRF: a form on another site could log the browser into the
             # attacker's account, and the cookie would keep it there. A login from
             # another site's page must pass the CSRF check (trusted origin and token).

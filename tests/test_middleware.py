@@ -171,15 +171,6 @@ def test_invalid_cookie_is_deleted(cookie_mode, browser, user, password, value):
     assert is_deleted(response)
 
 
-def test_refused_body_token_leaves_cookie_alone(settings, browser, user, password):
-    _cookie_settings(settings, TRANSPORT="both")
-    login(browser, user, password)
-    response = browser.post(REFRESH, {"refresh": "garbage"}, format="json")
-    assert response.status_code == 401
-    # Else a cross-site form posting garbage could log the browser out.
-    assert SECURE_NAME not in response.cookies
-
-
 def test_refused_body_token_equal_to_cookie_deletes_it(settings, browser, user, password):
     _cookie_settings(settings, TRANSPORT="both", REUSE_GRACE_PERIOD=timedelta(0))
     raw = login(browser, user, password).json()["refresh"]
@@ -190,10 +181,18 @@ def test_refused_body_token_equal_to_cookie_deletes_it(settings, browser, user, 
     assert is_deleted(response)
 
 
-def test_missing_token_without_cookie_sets_no_cookie(cookie_mode, browser):
+def test_missing_token_deletes_the_cookie(cookie_mode, browser):
     response = browser.post(REFRESH)
     assert response.json()["code"] == "token_missing"
-    assert SECURE_NAME not in response.cookies
+    assert is_deleted(response)
+
+
+def test_refused_body_token_other_than_cookie_deletes_it(settings, browser, user, password):
+    _cookie_settings(settings, TRANSPORT="both")
+    login(browser, user, password)
+    response = browser.post(REFRESH, {"refresh": "garbage"}, format="json")
+    assert response.json()["code"] == "token_invalid"
+    assert is_deleted(response)
 
 
 def test_logout_with_cookie_revokes_family_and_deletes_cookie(cookie_mode, browser, user, password):
@@ -213,12 +212,24 @@ def test_logout_with_cookie_needs_csrf(cookie_mode, browser, user, password):
     assert TokenFamily.objects.get().revoked_at is None
 
 
-def test_logout_with_another_body_token_keeps_cookie(settings, browser, user, password):
+def test_logout_with_another_body_token_deletes_cookie(settings, browser, user, password):
     _cookie_settings(settings, TRANSPORT="both")
     login(browser, user, password)
-    response = browser.post(LOGOUT, {"refresh": "garbage"}, format="json")
+    response = browser.post(LOGOUT, {"refresh": "garbage"}, HTTP_SEC_FETCH_SITE="same-origin")
     assert response.status_code == 204
-    assert SECURE_NAME not in response.cookies
+    assert is_deleted(response)
+    assert TokenFamily.objects.get().revoked_at is None
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_foreign_form_posting_its_own_token_keeps_cookie(settings, browser, user, password, site):
+    _cookie_settings(settings, TRANSPORT="both")
+    login(browser, user, password)
+    logout = browser.post(LOGOUT, {"refresh": "garbage"}, HTTP_SEC_FETCH_SITE=site)
+    refresh = browser.post(REFRESH, {"refresh": "garbage"}, HTTP_SEC_FETCH_SITE=site)
+    assert (logout.status_code, refresh.status_code) == (204, 401)
+    assert SECURE_NAME not in logout.cookies
+    assert SECURE_NAME not in refresh.cookies
     assert TokenFamily.objects.get().revoked_at is None
 
 
