@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth import authenticate
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
@@ -33,7 +33,7 @@ from .exceptions import (
     exception_handler,
 )
 from .middleware import note_body_token, refresh_token_from_cookie
-from .models import RevokeReason, TokenFamily
+from .models import RefreshToken, RevokeReason, TokenFamily
 from .serializers import (
     ObtainSerializer,
     RefreshSerializer,
@@ -50,7 +50,9 @@ def client_from_request(request: HttpRequest | Request) -> services.Client:
     ip_address = _storable_address(ident) or _storable_address(request.META.get("REMOTE_ADDR"))
     # PostgreSQL refuses NUL in text: a user agent carrying one would make a 503.
     user_agent = request.META.get("HTTP_USER_AGENT", "").replace("\x00", "")
-    user_agent = user_agent[: app_settings.USER_AGENT_MAX_LENGTH]
+    # The columns hold 512 characters: a larger setting must not make a 503 either.
+    column = RefreshToken._meta.get_field("user_agent").max_length
+    user_agent = user_agent[: min(app_settings.USER_AGENT_MAX_LENGTH, column or 0)]
     return services.Client(ip_address=ip_address, user_agent=user_agent)
 
 
@@ -82,7 +84,8 @@ class TokenAPIView(APIView):
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, TokenError):
             exc = AuthenticationFailed(detail=exc.message, code=exc.code)
-        elif isinstance(exc, DatabaseError):
+        elif isinstance(exc, (DatabaseError, InterfaceError)):
+            # InterfaceError (a closed connection) is not a DatabaseError in Django.
             exc = ServiceUnavailable()
         elif isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
             # Django would answer an HTML 400; keep the {"detail", "code"} contract.

@@ -15,7 +15,7 @@ from unittest import mock
 
 import pytest
 from django.core.cache import caches
-from django.db import OperationalError, connection, connections
+from django.db import InterfaceError, OperationalError, connection, connections
 from django.test import override_settings
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
@@ -79,6 +79,22 @@ def test_database_error_inside_the_rotation_answers_503_and_changes_nothing(
     assert token.used_at is None  # the claiming UPDATE was rolled back
     assert RefreshToken.objects.filter(family=token.family).count() == 1
     assert token.family.revoked_at is None
+    _assert_works_exactly_once(api_client, raw)
+
+
+@pytest.mark.django_db
+def test_closed_connection_inside_the_rotation_answers_503_and_changes_nothing(
+    api_client, user, password
+):
+    # Django raises InterfaceError, which is not a DatabaseError, on a closed connection.
+    raw = _login(api_client, user, password)["refresh"]
+    failure = InterfaceError("connection already closed")
+
+    with mock.patch.object(RefreshToken, "save", autospec=True, side_effect=failure):
+        response = _refresh(api_client, raw)
+
+    _assert_service_unavailable(response)
+    assert _token_of(raw).used_at is None
     _assert_works_exactly_once(api_client, raw)
 
 

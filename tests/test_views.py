@@ -303,7 +303,12 @@ def test_retry_from_same_ipv6_client_is_honoured(user, password, address):
     assert retry.json()["refresh"] == first["refresh"]
 
 
-def test_user_agent_is_stored_cut_to_its_maximum_length(api_client, user, password):
+@pytest.mark.parametrize(("setting", "stored"), [(None, 512), (100, 100), (10_000, 512)])
+def test_user_agent_is_stored_cut_to_its_maximum_length(
+    settings, api_client, user, password, setting, stored
+):
+    if setting is not None:
+        settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "USER_AGENT_MAX_LENGTH": setting}
     login = api_client.post(
         OBTAIN,
         {"username": user.username, "password": password},
@@ -311,7 +316,7 @@ def test_user_agent_is_stored_cut_to_its_maximum_length(api_client, user, passwo
         HTTP_USER_AGENT="é" * 600,
     )
     assert login.status_code == 200
-    assert TokenFamily.objects.get().user_agent == "é" * 512
+    assert TokenFamily.objects.get().user_agent == "é" * stored
 
 
 def test_user_agent_with_nul_characters_is_accepted(api_client, user, password):
