@@ -206,21 +206,24 @@ def _retry_or_reuse(
         if raw is not None:
             return _token_pair(family.user, family, successor, raw, now)
 
-    revoke_family(family, RevokeReason.REUSE_DETECTED, now=now)
+    revoked_now = revoke_family(family, RevokeReason.REUSE_DETECTED, now=now)
+    # Every attempt is logged; the signal goes out once per family, from the request
+    # that revoked it (N racing replays must not send N security alerts).
     logger.warning(
         "Refresh token reuse detected: family %s revoked (ip=%s, user agent=%r).",
         family.pk,
         client.ip_address,
         client.user_agent,
     )
-    signals.token_reuse_detected.send(
-        sender=TokenFamily,
-        family=family,
-        user=family.user,
-        token=token,
-        ip_address=client.ip_address,
-        user_agent=client.user_agent,
-    )
+    if revoked_now:
+        signals.token_reuse_detected.send(
+            sender=TokenFamily,
+            family=family,
+            user=family.user,
+            token=token,
+            ip_address=client.ip_address,
+            user_agent=client.user_agent,
+        )
     raise TokenReused
 
 

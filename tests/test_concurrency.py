@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from rotating_tokens import services
+from rotating_tokens import services, signals
 from rotating_tokens.exceptions import TokenError
 from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
 from rotating_tokens.services import Client
@@ -68,7 +68,16 @@ def _successors(login: services.TokenPair) -> int:
 
 @override_settings(ROTATING_TOKENS={"REUSE_GRACE_PERIOD": timedelta(0)})
 def test_simultaneous_refreshes_without_grace_rotate_once_and_kill_the_family(login, client_info):
-    results = _race(login.refresh, [client_info] * THREADS)
+    alerts = []
+
+    def receiver(**kwargs):
+        alerts.append(kwargs["family"].pk)
+
+    signals.token_reuse_detected.connect(receiver, weak=False)
+    try:
+        results = _race(login.refresh, [client_info] * THREADS)
+    finally:
+        signals.token_reuse_detected.disconnect(receiver)
     winners = [r for r in results if r.startswith("rtok_")]
     assert len(winners) == 1, results
     assert set(results) - set(winners) <= {"token_reused", "token_revoked"}, results
@@ -76,6 +85,7 @@ def test_simultaneous_refreshes_without_grace_rotate_once_and_kill_the_family(lo
     assert _successors(login) == 1
     family = TokenFamily.objects.get()
     assert family.revoke_reason == RevokeReason.REUSE_DETECTED
+    assert alerts == [family.pk]  # one alert, however many replays raced
 
 
 def test_simultaneous_refreshes_from_one_client_in_grace_all_get_the_same_successor(
