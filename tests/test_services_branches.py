@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from rotating_tokens import services
+from rotating_tokens import services, signals
 from rotating_tokens.exceptions import TokenInvalid, TokenReused, TokenRevoked
-from rotating_tokens.models import RefreshToken, RevokeReason
+from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
 
 from .factories import RefreshTokenFactory, TokenFamilyFactory
 
@@ -104,6 +104,33 @@ def test_a_retry_whose_sealed_successor_does_not_open_is_reuse(client_info):
 
     token.family.refresh_from_db()
     assert token.family.is_revoked
+
+
+def test_a_replay_racing_another_replay_sends_no_second_alert(monkeypatch, client_info):
+    token = RefreshTokenFactory()
+    services.rotate(token.raw, client_info)
+    original = services._successor_for_retry
+
+    def other_replay_revokes_first(*args: Any) -> Any:
+        # The other replay revoked the family after this one read it as alive.
+        services.revoke_family(TokenFamily.objects.get(), RevokeReason.REUSE_DETECTED)
+        return original(*args)
+
+    monkeypatch.setattr(services, "_successor_for_retry", other_replay_revokes_first)
+    alerts: list[dict[str, Any]] = []
+
+    def receiver(**kwargs: Any) -> None:
+        alerts.append(kwargs)
+
+    signals.token_reuse_detected.connect(receiver)
+    try:
+        with pytest.raises(TokenReused):
+            services.rotate(token.raw, THIEF)
+    finally:
+        signals.token_reuse_detected.disconnect(receiver)
+
+    assert alerts == []
+    assert TokenFamily.objects.get().revoke_reason == RevokeReason.REUSE_DETECTED
 
 
 @pytest.mark.parametrize(
