@@ -59,7 +59,8 @@ def test_grace_retry_statements(api_client, user, client_info):
         )
     assert response.status_code == 200
     _report("grace retry", queries)
-    assert len(queries) == 1  # one SELECT: the token, its family, user and successor
+    # The token with its family and user, then its successor: no write, no transaction.
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["SELECT", "SELECT"]
 
 
 def test_malformed_refresh_costs_no_statement(api_client):
