@@ -11,6 +11,7 @@ database, which is in memory; the test reads the file with the standard library.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -105,7 +106,8 @@ def _login(port: int) -> dict[str, str]:
 
 def _family_state(database: Path) -> tuple[str | None, int]:
     """The revoke reason of the only family, and how many tokens it holds."""
-    with sqlite3.connect(database) as db:
+    # sqlite3's own context manager commits but does not close.
+    with contextlib.closing(sqlite3.connect(database)) as db:
         ((reason, tokens),) = db.execute(
             "SELECT f.revoke_reason, COUNT(t.id) FROM rotating_tokens_tokenfamily f"
             " JOIN rotating_tokens_refreshtoken t ON t.family_id = f.id GROUP BY f.id"
