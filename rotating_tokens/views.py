@@ -202,9 +202,13 @@ class SessionView(TokenAPIView):
     authentication_classes = (AccessTokenAuthentication,)
     permission_classes = (IsAuthenticated,)
 
-    def delete(self, request: Request, family_id: uuid.UUID) -> Response:
+    def delete(self, request: Request, family_id: str) -> Response:
         user = request.user
-        family = TokenFamily.objects.for_user(user).filter(pk=family_id).first()  # type: ignore[arg-type]  # IsAuthenticated: a real user
+        families = TokenFamily.objects.for_user(user)  # type: ignore[arg-type]  # IsAuthenticated: a real user
+        try:
+            family = families.filter(pk=uuid.UUID(family_id)).first()
+        except ValueError:  # not a UUID: as unknown
+            family = None
         if family is None:
             raise NotFound(_("No such session."))
         services.revoke_family(family, RevokeReason.LOGOUT)

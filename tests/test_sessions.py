@@ -77,14 +77,25 @@ def test_deleting_the_current_session_logs_this_device_out(api_client, user):
     assert api_client.get(SESSIONS, **bearer(laptop)).status_code == 401
 
 
-@pytest.mark.parametrize("whose", ["another user's", "unknown"])
+@pytest.mark.parametrize("whose", ["another user's", "unknown", "malformed", "numeric"])
 def test_another_users_session_and_an_unknown_one_look_the_same(api_client, user, whose):
     mine = login(user)
     theirs = login(UserFactory())
-    family_id = theirs.family.pk if whose == "another user's" else uuid.uuid4()
+    family_id = {
+        "another user's": theirs.family.pk,
+        "unknown": uuid.uuid4(),
+        "malformed": "not-a-uuid",
+        "numeric": "1",
+    }[whose]
 
     response = api_client.delete(f"{SESSIONS}{family_id}/", **bearer(mine))
 
     assert response.status_code == 404
     assert response.json() == {"detail": "No such session.", "code": "not_found"}
     assert TokenFamily.objects.get(pk=theirs.family.pk).revoked_at is None
+
+
+def test_a_malformed_session_id_without_an_access_token_is_401(api_client):
+    response = api_client.delete(f"{SESSIONS}not-a-uuid/")
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
