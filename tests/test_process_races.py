@@ -80,6 +80,61 @@ def _free_port() -> int:
     raise RuntimeError("no free port in 8340-8399")
 
 
+def example_env(tmp_path: Path, database_url: str, grace_seconds: int) -> dict[str, str]:
+    """The environment of an example project server for these tests."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        DJANGO_SETTINGS_MODULE="example_project.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=settings.SECRET_KEY,
+        DATABASE_URL=database_url,
+        CACHE_DIR=str(tmp_path / "cache"),
+        REUSE_GRACE_SECONDS=str(grace_seconds),
+        LOGIN_THROTTLE_RATE="",
+        REFRESH_THROTTLE_RATE="",
+    )
+    return env
+
+
+@contextlib.contextmanager
+def gunicorn(env: dict[str, str], log_path: Path, *options: str) -> Iterator[int]:
+    """The example project under gunicorn with ``options``; yields its port once it
+    answers, and stops it on exit."""
+    port = _free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603  (our own interpreter and arguments)
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "example_project.wsgi:application",
+                "--backlog=256",
+                f"--bind=127.0.0.1:{port}",
+                *options,
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            for _ in range(600):
+                if process.poll() is not None:
+                    pytest.fail(f"gunicorn exited:\n{log_path.read_text()}")
+                try:
+                    _request(port, "GET", "/api/me/")
+                    break
+                except OSError:
+                    time.sleep(0.1)  # waiting for the server to listen, not moving time
+            else:
+                pytest.fail("gunicorn did not start in 60 s")
+            yield port
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 @pytest.fixture
 def example_server(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., int]]:
     """Start the example project under gunicorn on the test database; returns its port.
@@ -87,59 +142,24 @@ def example_server(transactional_db: None, tmp_path: Path) -> Iterator[Callable[
     ``transactional_db`` makes the rows a test writes committed, so the server's
     processes see them; the server stops before the tables are flushed.
     """
-    processes: list[subprocess.Popen[bytes]] = []
-    stack = contextlib.ExitStack()
+    with contextlib.ExitStack() as stack:
 
-    def start(*, grace_seconds: int) -> int:
-        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        env.update(
-            PYTHONPATH=str(ROOT),
-            DJANGO_SETTINGS_MODULE="example_project.settings",
-            DJANGO_DEBUG="0",
-            DJANGO_SECRET_KEY=settings.SECRET_KEY,
-            DATABASE_URL=_database_url(),
-            CACHE_DIR=str(tmp_path / "cache"),
-            REUSE_GRACE_SECONDS=str(grace_seconds),
-            LOGIN_THROTTLE_RATE="",
-            REFRESH_THROTTLE_RATE="",
-        )
-        port = _free_port()
-        log = stack.enter_context((tmp_path / "gunicorn.log").open("wb"))
-        # Several processes with several threads each: the requests meet in the database.
-        process = subprocess.Popen(  # noqa: S603  (our own interpreter and arguments)
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "example_project.wsgi:application",
-                "--preload",
-                "--workers=3",
-                "--worker-class=gthread",
-                "--threads=6",
-                "--backlog=256",
-                f"--bind=127.0.0.1:{port}",
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        processes.append(process)
-        for _ in range(600):
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited:\n{(tmp_path / 'gunicorn.log').read_text()}")
-            try:
-                _request(port, "GET", "/api/me/")
-                return port
-            except OSError:
-                time.sleep(0.1)  # waiting for the server to listen, not moving time
-        pytest.fail("gunicorn did not start in 60 s")
+        def start(*, grace_seconds: int) -> int:
+            env = example_env(tmp_path, _database_url(), grace_seconds)
+            # Several processes with several threads each: the requests meet in the
+            # database.
+            return stack.enter_context(
+                gunicorn(
+                    env,
+                    tmp_path / "gunicorn.log",
+                    "--preload",
+                    "--workers=3",
+                    "--worker-class=gthread",
+                    "--threads=6",
+                )
+            )
 
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=30)
-    stack.close()
+        yield start
 
 
 def _fire_at_once(port: int, raw: str) -> list[tuple[int, dict[str, Any]]]:

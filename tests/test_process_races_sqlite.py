@@ -12,19 +12,16 @@ database, which is in memory; the test reads the file with the standard library.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 from django.conf import settings
 
-from .test_process_races import RACERS, ROOT, _fire_at_once, _free_port, _request
+from .test_process_races import RACERS, ROOT, _fire_at_once, _request, example_env, gunicorn
 
 THIEF = {"User-Agent": "someone-else/1.0"}
 
@@ -36,64 +33,21 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def sqlite_server(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
-    processes: list[subprocess.Popen[bytes]] = []
-    logs: list[BinaryIO] = []
+    with contextlib.ExitStack() as stack:
 
-    def start(*, grace_seconds: int) -> tuple[int, Path]:
-        database = tmp_path / f"grace{grace_seconds}.sqlite3"
-        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-        env.update(
-            PYTHONPATH=str(ROOT),
-            DJANGO_SETTINGS_MODULE="example_project.settings",
-            DJANGO_DEBUG="0",
-            DJANGO_SECRET_KEY=settings.SECRET_KEY,
-            DATABASE_URL=f"sqlite:///{database}",
-            CACHE_DIR=str(tmp_path / "cache"),
-            REUSE_GRACE_SECONDS=str(grace_seconds),
-            LOGIN_THROTTLE_RATE="",
-            REFRESH_THROTTLE_RATE="",
-        )
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-            env=env,
-            cwd=ROOT,
-            check=True,
-        )
-        port = _free_port()
-        log = (tmp_path / f"gunicorn{grace_seconds}.log").open("wb")
-        logs.append(log)
-        process = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "example_project.wsgi:application",
-                "--workers=4",
-                "--backlog=256",
-                f"--bind=127.0.0.1:{port}",
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        processes.append(process)
-        for _ in range(600):
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited:\n{Path(log.name).read_text()}")
-            try:
-                _request(port, "GET", "/api/me/")
-                return port, database
-            except OSError:
-                time.sleep(0.1)  # waiting for the server to listen, not moving time
-        pytest.fail("gunicorn did not start in 60 s")
+        def start(*, grace_seconds: int) -> tuple[int, Path]:
+            database = tmp_path / f"grace{grace_seconds}.sqlite3"
+            env = example_env(tmp_path, f"sqlite:///{database}", grace_seconds)
+            subprocess.run(
+                [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+                env=env,
+                cwd=ROOT,
+                check=True,
+            )
+            log = tmp_path / f"gunicorn{grace_seconds}.log"
+            return stack.enter_context(gunicorn(env, log, "--workers=4")), database
 
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=30)
-    for log in logs:
-        log.close()
+        yield start
 
 
 def _login(port: int) -> dict[str, str]:
