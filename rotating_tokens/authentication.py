@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 
 from .conf import app_settings
 from .services import family_allows_access, set_current_family
@@ -32,9 +33,19 @@ class AccessTokenAuthentication(JWTAuthentication):
 
     def get_validated_token(self, raw_token: bytes) -> Token:
         token = super().get_validated_token(raw_token)
-        if app_settings.CHECK_FAMILY_ON_ACCESS and not family_allows_access(
-            token.get(app_settings.FAMILY_CLAIM)
-        ):
+        if not app_settings.CHECK_FAMILY_ON_ACCESS:
+            return token
+        family_id = token.get(app_settings.FAMILY_CLAIM)
+        if family_id is None:
+            # Not one of ours (an old simplejwt token, say): it has no family that
+            # could have ended, so "this session has ended" would be untrue.
+            raise AuthenticationFailed(
+                str(_("The access token is not valid.")), code="token_invalid"
+            )
+        # The family must also be the token's user's: the pair is checked from the
+        # same cache entry, at no extra cost.
+        user_id = token.get(simplejwt_settings.USER_ID_CLAIM)
+        if not family_allows_access(family_id, user_id=user_id if user_id is not None else ""):
             raise AuthenticationFailed(
                 str(_("This session has ended. Please log in again.")), code="token_revoked"
             )

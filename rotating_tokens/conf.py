@@ -11,14 +11,18 @@ from typing import Any
 
 from django.conf import settings
 
+DEFAULT_ACCESS_TOKEN_LIFETIME = timedelta(minutes=5)
+
 DEFAULTS: dict[str, Any] = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
+    # None: SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"] if the project sets it, else 5 minutes.
+    "ACCESS_TOKEN_LIFETIME": None,
     "REFRESH_TOKEN_LIFETIME": timedelta(days=14),
     "FAMILY_LIFETIME": timedelta(days=30),
     "REUSE_GRACE_PERIOD": timedelta(seconds=10),
     "TOKEN_HASHER": "hmac-sha256",
     "TOKEN_PREFIX": "rtok_",
     "HASH_KEY": None,
+    "HASH_KEY_FALLBACKS": [],
     "CHECK_FAMILY_ON_ACCESS": True,
     "FAMILY_STATE_CACHE": "default",
     "FAMILY_STATE_CACHE_TIMEOUT": timedelta(minutes=5),
@@ -26,11 +30,14 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_THROTTLE_SCOPE": "rotating_tokens_login",
     "REFRESH_THROTTLE_SCOPE": "rotating_tokens_refresh",
     "USER_AGENT_MAX_LENGTH": 512,
+    # How many reverse proxies in front of the app append to X-Forwarded-For. 0: the
+    # header is ignored and the client's address is REMOTE_ADDR (see clients.py).
+    "TRUSTED_PROXY_COUNT": 0,
     "PURGE_RETENTION": timedelta(days=7),
     "REVOKE_ON_PASSWORD_CHANGE": True,
     "MAX_FAMILIES_PER_USER": None,
     # The refresh cookie (rotating_tokens.middleware.RefreshTokenCookieMiddleware).
-    "TRANSPORT": "cookie",
+    "TRANSPORT": "auto",
     "REFRESH_COOKIE_NAME": None,
     "REFRESH_COOKIE_SECURE": True,
     "REFRESH_COOKIE_SAMESITE": "Strict",
@@ -48,7 +55,13 @@ class Settings:
 
     @property
     def ACCESS_TOKEN_LIFETIME(self) -> timedelta:
-        return self._get("ACCESS_TOKEN_LIFETIME")
+        """Ours if set; else simplejwt's, so a project that configured
+        ``SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]`` gets what it asked for."""
+        value = self._get("ACCESS_TOKEN_LIFETIME")
+        if value is None:
+            simple_jwt = getattr(settings, "SIMPLE_JWT", None) or {}
+            value = simple_jwt.get("ACCESS_TOKEN_LIFETIME") or DEFAULT_ACCESS_TOKEN_LIFETIME
+        return value
 
     @property
     def REFRESH_TOKEN_LIFETIME(self) -> timedelta:
@@ -61,8 +74,9 @@ class Settings:
     @property
     def REUSE_GRACE_PERIOD(self) -> timedelta:
         value = self._get("REUSE_GRACE_PERIOD")
-        # Accept a number of seconds as well: 0 reads better than timedelta(0).
-        if isinstance(value, (int, float)):
+        # A number of seconds works as well: 0 reads better than timedelta(0). (Not a
+        # bool: True is an int in Python, and E005 refuses it.)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             return timedelta(seconds=value)
         return value
 
@@ -78,6 +92,12 @@ class Settings:
     def HASH_KEY(self) -> str | None:
         """Key of the HMAC hasher; None derives one from SECRET_KEY (and its fallbacks)."""
         return self._get("HASH_KEY")
+
+    @property
+    def HASH_KEY_FALLBACKS(self) -> list[str]:
+        """Earlier values of HASH_KEY: hashes they made keep verifying (like
+        SECRET_KEY_FALLBACKS), so changing HASH_KEY logs nobody out."""
+        return list(self._get("HASH_KEY_FALLBACKS") or [])
 
     @property
     def CHECK_FAMILY_ON_ACCESS(self) -> bool:
@@ -106,6 +126,10 @@ class Settings:
     @property
     def USER_AGENT_MAX_LENGTH(self) -> int:
         return self._get("USER_AGENT_MAX_LENGTH")
+
+    @property
+    def TRUSTED_PROXY_COUNT(self) -> int:
+        return self._get("TRUSTED_PROXY_COUNT")
 
     @property
     def PURGE_RETENTION(self) -> timedelta:

@@ -9,8 +9,13 @@ keeps it in a cookie that only the refresh and logout endpoints receive:
 - a request to refresh or logout whose body carries no token: the views take the
   cookie's, after Django's CSRF check (``refresh_token_from_cookie``);
 - a logout, or a refused refresh (any 401): the cookie is deleted, so a browser never
-  keeps a dead cookie (unless another site's page sent the request with a token of
-  its own: see ``_CookieState.may_delete``).
+  keeps a dead cookie.
+
+A request that another site's page started (``started_by_another_site``) never sets
+or deletes the refresh cookie, on any endpoint, and its answer is left as the view
+made it: otherwise a form on an attacker's page could post the attacker's own refresh
+token to ``token/refresh/`` and plant the attacker's session in the victim's browser
+(login CSRF), or post ``refresh=garbage`` to ``logout/`` to log the victim out.
 
 Place it after ``SessionMiddleware`` and ``CsrfViewMiddleware`` in ``MIDDLEWARE``.
 """
@@ -24,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
-from django.middleware.csrf import get_token
+from django.middleware.csrf import CsrfViewMiddleware, get_token
 from django.urls import NoReverseMatch, reverse
 from django.utils.dateparse import parse_datetime
 from rest_framework import status
@@ -40,22 +45,16 @@ ROLE_ATTRIBUTE = "refresh_cookie_role"
 _STATE_ATTRIBUTE = "_rotating_tokens_cookie"
 # Sec-Fetch-Site values of a request started by another site's page.
 _FOREIGN_SITES = ("cross-site", "same-site")
+# The bodies the token endpoints parse (views.TokenAPIView.parser_classes).
+ACCEPTED_CONTENT_TYPES = ("", "application/json", "application/x-www-form-urlencoded")
 
 
 @dataclass
 class _CookieState:
     role: str
     value: str | None
-    # The request's refresh token was the cookie's (taken from it, or equal to it).
-    used: bool = False
-    # Sec-Fetch-Site says another site's page started the request.
+    # Another site's page started the request: the cookie is neither set nor deleted.
     foreign: bool = False
-
-    def may_delete(self) -> bool:
-        """A form on another site may post ``refresh=garbage`` to logout
-        (a body token needs no CSRF token); its 204 must not log the browser out by
-        deleting the cookie. Any other logout or refused refresh deletes it."""
-        return self.used or not self.foreign
 
 
 class RefreshTokenCookieMiddleware:
@@ -65,11 +64,11 @@ class RefreshTokenCookieMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
         state: _CookieState | None = getattr(request, _STATE_ATTRIBUTE, None)
-        if state is not None and state.may_delete():
+        if state is not None and not state.foreign:
             refused = state.role == "refresh" and response.status_code == 401
             logged_out = state.role == "logout" and response.status_code == 204
             if refused or logged_out:
-                delete_refresh_cookie(response)
+                delete_refresh_cookie(response, request=request)
         return response
 
     def process_view(
@@ -82,8 +81,12 @@ class RefreshTokenCookieMiddleware:
         role = getattr(getattr(view_func, "view_class", None), ROLE_ATTRIBUTE, None)
         if role is None or app_settings.TRANSPORT == "body":
             return None
+        if _has_unsupported_body(request):
+            # The view answers 415 without reading the body; the CSRF check below
+            # would read it (a multipart upload, to disk) looking for a form token.
+            return None
         name = app_settings.REFRESH_COOKIE_NAME
-        foreign = request.META.get("HTTP_SEC_FETCH_SITE") in _FOREIGN_SITES
+        foreign = started_by_another_site(request)
         state = _CookieState(role, request.COOKIES.get(name) or None, foreign=foreign)
         setattr(request, _STATE_ATTRIBUTE, state)
         if role == "obtain" and foreign:
@@ -100,6 +103,7 @@ class RefreshTokenCookieMiddleware:
         state: _CookieState | None = getattr(request, _STATE_ATTRIBUTE, None)
         if (
             state is None
+            or state.foreign
             or state.role not in ("obtain", "refresh")
             or response.status_code != status.HTTP_200_OK
             or not isinstance(getattr(response, "data", None), Mapping)
@@ -108,7 +112,7 @@ class RefreshTokenCookieMiddleware:
             return response
         data = dict(response.data)
         expires_at = parse_datetime(str(data.get("refresh_expires_at", "")))
-        set_refresh_cookie(response, data["refresh"], expires_at)
+        set_refresh_cookie(response, data["refresh"], expires_at, request=request)
         if not body_carries_token(request):
             del data["refresh"]
         response.data = data
@@ -118,37 +122,108 @@ class RefreshTokenCookieMiddleware:
         return response
 
 
+def _has_unsupported_body(request: HttpRequest) -> bool:
+    """A body the views will refuse with 415. An empty one is no body, whatever its
+    content type (wsgiref says text/plain when a bodiless fetch() says nothing):
+    DRF reads no body when CONTENT_LENGTH is absent or 0, and neither does this."""
+    if request.content_type in ACCEPTED_CONTENT_TYPES:
+        return False
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0) > 0
+    except ValueError:
+        return False
+
+
+def started_by_another_site(request: HttpRequest) -> bool:
+    """Whether another site's page started this request (a form post or a fetch).
+
+    A browser says so in ``Sec-Fetch-Site`` (``cross-site`` or ``same-site``), which
+    page scripts cannot set; such a request is still the site's own when its
+    ``Origin`` is trusted (an SPA on app.example.com calling api.example.com, listed
+    in ``CSRF_TRUSTED_ORIGINS``). Browsers that send no ``Sec-Fetch-Site`` (older
+    ones, and any over plain HTTP to a name other than localhost) still send
+    ``Origin`` on a POST: one that is neither this site's origin nor trusted is
+    another site. Origins are compared by Django's own CSRF rule.
+    """
+    origin = request.META.get("HTTP_ORIGIN")
+    trusted = origin is not None and origin_is_trusted(request)
+    site = request.META.get("HTTP_SEC_FETCH_SITE")
+    if site in _FOREIGN_SITES:
+        return not trusted
+    return site is None and origin is not None and not trusted
+
+
+def origin_is_trusted(request: HttpRequest) -> bool:
+    """``Origin`` is this site's (scheme and host, behind ``SECURE_PROXY_SSL_HEADER``
+    as Django sees them) or in ``CSRF_TRUSTED_ORIGINS``: ``CsrfViewMiddleware``'s
+    test, so the two can never disagree."""
+    return CsrfViewMiddleware(_never_called)._origin_verified(request)  # type: ignore[attr-defined]
+
+
+def _never_called(request: HttpRequest) -> HttpResponse:
+    raise AssertionError
+
+
+def is_browser(request: HttpRequest) -> bool:
+    """A browser: it sends ``Sec-Fetch-Site`` on every request, and ``Origin`` on
+    every POST, cross-origin or not, since 2020 (Chrome 80, Firefox 70, Safari 13);
+    page scripts can set neither. curl, mobile apps and servers send neither."""
+    return "HTTP_SEC_FETCH_SITE" in request.META or "HTTP_ORIGIN" in request.META
+
+
 def body_carries_token(request: HttpRequest) -> bool:
     """Whether the refresh token also stays in the JSON body of this response.
 
-    "auto": browsers send ``Sec-Fetch-Site`` on every request and page scripts cannot
-    set it, so a request with it is a browser's and gets the cookie only; any other
-    client (curl, a mobile app, a server) gets the cookie and the body.
+    "auto" (the default): a browser's request gets the cookie only, so page
+    JavaScript never sees the refresh token; any other client (curl, a mobile app,
+    a server) gets it in the body as well, and ignores the cookie.
     """
     transport = app_settings.TRANSPORT
     if transport == "auto":
-        return "HTTP_SEC_FETCH_SITE" not in request.META
+        return not is_browser(request)
     return transport in ("both", "body")
 
 
-def refresh_cookie_path() -> str:
+def refresh_cookie_path(request: HttpRequest | None = None) -> str:
     """``REFRESH_COOKIE_PATH``, or the longest path prefix shared by the refresh and
-    logout URLs, looked up in the current URLconf on each call (never at import)."""
+    logout URLs, looked up in the current URLconf on each call (never at import).
+
+    With ``request``, the URLs are those of the ``include()`` that answered it: a
+    project that mounts the app under an old and a new prefix gets, on each, a
+    cookie that reaches that prefix's refresh and logout.
+    """
     if app_settings.REFRESH_COOKIE_PATH:
         return app_settings.REFRESH_COOKIE_PATH
+    match = getattr(request, "resolver_match", None)
+    namespace = match.namespace if match is not None else None
     try:
-        urls = [reverse("rotating_tokens:refresh"), reverse("rotating_tokens:logout")]
+        urls = [
+            reverse("rotating_tokens:refresh", current_app=namespace),
+            reverse("rotating_tokens:logout", current_app=namespace),
+        ]
     except NoReverseMatch:
         return "/"
     # Characters, then cut back to the last "/": "/api/auth/token/refresh/" and
     # "/api/auth/logout/" give "/api/auth/".
     prefix = os.path.commonprefix(urls)  # noqa: RUF071
-    return prefix[: prefix.rfind("/") + 1] or "/"
+    prefix = prefix[: prefix.rfind("/") + 1] or "/"
+    if request is None or match is None or request.path.startswith(prefix):
+        return prefix
+    # Included twice under one namespace, reverse() found the other include: take
+    # this request's own path and cut off what follows the prefix in the view's URL.
+    try:
+        own = reverse(f"rotating_tokens:{match.url_name}", current_app=namespace)
+    except NoReverseMatch:
+        return prefix
+    suffix = own[len(prefix) :]
+    if suffix and request.path.endswith(suffix):
+        return request.path[: -len(suffix)] or "/"
+    return prefix
 
 
-def _cookie_attributes() -> dict[str, Any]:
+def _cookie_attributes(request: HttpRequest | None) -> dict[str, Any]:
     return {
-        "path": refresh_cookie_path(),
+        "path": refresh_cookie_path(request),
         "domain": app_settings.REFRESH_COOKIE_DOMAIN,
         "secure": app_settings.REFRESH_COOKIE_SECURE,
         "httponly": True,
@@ -156,9 +231,16 @@ def _cookie_attributes() -> dict[str, Any]:
     }
 
 
-def set_refresh_cookie(response: HttpResponseBase, raw: str, expires_at: datetime | None) -> None:
-    """Max-Age and Expires end when the refresh token does."""
-    name, attributes = app_settings.REFRESH_COOKIE_NAME, _cookie_attributes()
+def set_refresh_cookie(
+    response: HttpResponseBase,
+    raw: str,
+    expires_at: datetime | None,
+    *,
+    request: HttpRequest | None = None,
+) -> None:
+    """Max-Age and Expires end when the refresh token does. Pass the request being
+    answered, so the cookie's path is that of its URLs (see refresh_cookie_path)."""
+    name, attributes = app_settings.REFRESH_COOKIE_NAME, _cookie_attributes(request)
     if expires_at is None:
         max_age = int(app_settings.REFRESH_TOKEN_LIFETIME.total_seconds())
         response.set_cookie(name, raw, max_age=max_age, **attributes)
@@ -167,7 +249,9 @@ def set_refresh_cookie(response: HttpResponseBase, raw: str, expires_at: datetim
         response.set_cookie(name, raw, expires=expires_at, **attributes)
 
 
-def delete_refresh_cookie(response: HttpResponseBase) -> None:
+def delete_refresh_cookie(
+    response: HttpResponseBase, *, request: HttpRequest | None = None
+) -> None:
     # Same attributes as when it was set: a browser only replaces a cookie with the
     # same name, domain and path (and a Secure one only from a Secure Set-Cookie).
     response.set_cookie(
@@ -175,7 +259,7 @@ def delete_refresh_cookie(response: HttpResponseBase) -> None:
         "",
         max_age=0,
         expires="Thu, 01 Jan 1970 00:00:00 GMT",
-        **_cookie_attributes(),
+        **_cookie_attributes(request),
     )
 
 
@@ -212,13 +296,4 @@ def refresh_token_from_cookie(request: Request) -> str | None:
     reason = csrf_failure_reason(request)
     if reason:
         raise PermissionDenied(detail=f"CSRF Failed: {reason}", code="csrf_failed")
-    state.used = True
     return state.value
-
-
-def note_body_token(request: Request, raw: object) -> None:
-    """A body token identical to the cookie's counts as the cookie's (its sender knows
-    the cookie), so a logout or a refused refresh with it deletes the cookie."""
-    state: _CookieState | None = getattr(request._request, _STATE_ATTRIBUTE, None)
-    if state is not None and state.value and raw == state.value:
-        state.used = True

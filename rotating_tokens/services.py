@@ -398,33 +398,52 @@ def set_current_family(family_id: Any) -> None:
 # Access tokens follow their family ---------------------------------------------------
 #
 # Checking the family on every authenticated request would cost a query, so its state
-# is cached: the time until which its access tokens are good (its absolute expiry), or
-# 0 once it is revoked. Revocation replaces the entry, so with a shared cache every
-# server sees it at once. The cache is an optimisation only: if it fails, the database
-# answers.
+# is cached, under two keys that no two writers ever race for:
+#
+# - the state, "rotating_tokens:family:<id>": [good until (the family's absolute expiry,
+#   as a timestamp), the user's pk]. Written by requests that missed the cache after
+#   reading the database, deleted by revocation.
+# - the tombstone, "rotating_tokens:revoked:<id>": written only by a revocation, once it
+#   has committed, and checked first. It outlives every access token of the family.
+#
+# A request that read the family just before a revocation committed may write the old
+# state back after the revocation deleted it; the tombstone still wins. No cache
+# operation has to be atomic for that (Django's file cache's add() is not), so the
+# check is correct on every cache backend. The cache is an optimisation only: if it
+# fails, the database answers.
 
-_REVOKED = 0.0
 
-
-def family_allows_access(family_id: Any, *, now: datetime | None = None) -> bool:
-    """Whether access tokens of this family are still good."""
+def family_allows_access(
+    family_id: Any, *, user_id: Any = None, now: datetime | None = None
+) -> bool:
+    """Whether access tokens of this family are still good, and (when ``user_id`` is
+    given) the family belongs to that user: a token that pairs one user with another
+    user's family, which only someone holding the signing key could make, is refused."""
     try:
         family_id = uuid.UUID(str(family_id))
     except ValueError:
         return False
     now = now or timezone.now()
     cache = _state_cache()
-    key = _state_key(family_id)
-    good_until = _cache_call(cache, "get", key)
-    if good_until is None:
+    state_key, tombstone_key = _state_key(family_id), _tombstone_key(family_id)
+    cached = _cache_call(cache, "get_many", [tombstone_key, state_key]) or {}
+    if tombstone_key in cached:
+        return False
+    state = cached.get(state_key)
+    if state is None:
         row = (
-            TokenFamily.objects.filter(pk=family_id).values_list("revoked_at", "expires_at").first()
+            TokenFamily.objects.filter(pk=family_id)
+            .values_list("revoked_at", "expires_at", "user_id")
+            .first()
         )
-        good_until = _REVOKED if row is None or row[0] is not None else row[1].timestamp()
+        if row is None or row[0] is not None:
+            return False
+        state = [row[1].timestamp(), str(row[2])]
         timeout = app_settings.FAMILY_STATE_CACHE_TIMEOUT.total_seconds()
-        # add, not set: if the family was revoked since our read, the revocation's
-        # tombstone is there and must win over the state we read before it.
-        _cache_call(cache, "add", key, good_until, timeout)
+        _cache_call(cache, "set", state_key, state, timeout)
+    good_until, owner = state
+    if user_id is not None and str(user_id) != owner:
+        return False
     return now.timestamp() < good_until
 
 
@@ -432,18 +451,36 @@ def _forget_family_state(family_ids: Iterable[Any]) -> None:
     cache = _state_cache()
     if cache is None:
         return
-    keys = [_state_key(pk) for pk in family_ids]
-    timeout = app_settings.FAMILY_STATE_CACHE_TIMEOUT.total_seconds()
+    state_keys = [_state_key(pk) for pk in family_ids]
+    tombstones = [_tombstone_key(pk) for pk in family_ids]
 
     def mark_revoked() -> None:
-        _cache_call(cache, "set_many", dict.fromkeys(keys, _REVOKED), timeout)
+        _cache_call(cache, "set_many", dict.fromkeys(tombstones, True), _tombstone_timeout())
+        _cache_call(cache, "delete_many", state_keys)
 
-    # Forget now, and write a tombstone after the commit: a request that read the
-    # family before the commit fills the cache with add(), which the tombstone makes
-    # fail (deleting again would let that stale state back in). Written before the
-    # commit, a tombstone would outlive a rollback.
-    _cache_call(cache, "delete_many", keys)
+    # The state goes at once, so this process's next check reads the database (inside
+    # this very transaction, too), and again after the commit, with the tombstone: a
+    # request may have cached the old state in between. The tombstone waits for the
+    # commit: written before, it would outlive a rollback.
+    _cache_call(cache, "delete_many", state_keys)
     transaction.on_commit(mark_revoked, using=router.db_for_write(TokenFamily))
+
+
+def _tombstone_timeout() -> float:
+    """Long enough that no access token issued before the revocation is still
+    alive when the tombstone goes (a minute of margin for simplejwt's LEEWAY and
+    clock skew), and no shorter than a cached state can live."""
+    from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
+
+    leeway = simplejwt_settings.LEEWAY
+    leeway = leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway or 0)
+    return (
+        max(
+            app_settings.ACCESS_TOKEN_LIFETIME, app_settings.FAMILY_STATE_CACHE_TIMEOUT
+        ).total_seconds()
+        + leeway
+        + 60
+    )
 
 
 def _state_cache() -> BaseCache | None:
@@ -453,6 +490,10 @@ def _state_cache() -> BaseCache | None:
 
 def _state_key(family_id: Any) -> str:
     return f"rotating_tokens:family:{family_id}"
+
+
+def _tombstone_key(family_id: Any) -> str:
+    return f"rotating_tokens:revoked:{family_id}"
 
 
 def _cache_call(cache: BaseCache | None, method: str, *args: Any) -> Any:

@@ -6,13 +6,23 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.throttling import ScopedRateThrottle
 
+from .clients import client_address
+
 logger = logging.getLogger("rotating_tokens")
 
 
 class OptionalScopedRateThrottle(ScopedRateThrottle):
-    """DRF's scoped throttle, except that a scope with no rate in
-    ``DEFAULT_THROTTLE_RATES`` is not throttled (DRF would raise ImproperlyConfigured,
-    turning every login into a 500), and a cache that is down lets requests through."""
+    """DRF's scoped throttle, except that:
+
+    - it counts by the address ``clients.client_address`` finds, the one the rest of
+      the app records (DRF's own rule trusts the whole X-Forwarded-For unless
+      ``NUM_PROXIES`` is set, so a client could pick a fresh address per request);
+    - a scope with no rate in ``DEFAULT_THROTTLE_RATES`` is not throttled (DRF would
+      raise ImproperlyConfigured, turning every login into a 500);
+    - a cache that is down lets requests through."""
+
+    def get_ident(self, request: Request) -> str:
+        return client_address(request) or "unknown"
 
     def get_rate(self) -> str | None:
         return self.THROTTLE_RATES.get(self.scope) if self.scope else None

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, user_logged_in
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import DatabaseError, InterfaceError
-from django.http import HttpRequest
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed, NotFound
+from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from . import services
 from .authentication import AccessTokenAuthentication
+from .clients import client_from_request
 from .conf import app_settings
 from .exceptions import (
     InvalidCredentials,
@@ -32,8 +33,9 @@ from .exceptions import (
     TokenMissing,
     exception_handler,
 )
-from .middleware import note_body_token, refresh_token_from_cookie
-from .models import RefreshToken, RevokeReason, TokenFamily
+from .middleware import refresh_token_from_cookie
+from .models import RevokeReason, TokenFamily
+from .parsers import TOKEN_ENDPOINT_PARSERS
 from .serializers import (
     ObtainSerializer,
     RefreshSerializer,
@@ -43,29 +45,6 @@ from .serializers import (
 from .throttling import OptionalScopedRateThrottle
 
 
-def client_from_request(request: HttpRequest | Request) -> services.Client:
-    """The client's IP address, found as DRF's throttles find it (``NUM_PROXIES``),
-    and its user agent."""
-    ident = BaseThrottle().get_ident(request)  # type: ignore[arg-type]
-    ip_address = _storable_address(ident) or _storable_address(request.META.get("REMOTE_ADDR"))
-    # PostgreSQL refuses NUL in text: a user agent carrying one would make a 503.
-    user_agent = request.META.get("HTTP_USER_AGENT", "").replace("\x00", "")
-    # The columns hold 512 characters: a larger setting must not make a 503 either.
-    column = RefreshToken._meta.get_field("user_agent").max_length
-    user_agent = user_agent[: min(app_settings.USER_AGENT_MAX_LENGTH, column or 0)]
-    return services.Client(ip_address=ip_address, user_agent=user_agent)
-
-
-def _storable_address(value: str | None) -> str | None:
-    """``value`` as an address the database stores, or None. A scope id ("fe80::1%eth0",
-    which a client can write in X-Forwarded-For) is dropped: PostgreSQL and MariaDB
-    refuse it, and the request would fail with a 503."""
-    try:
-        return str(ipaddress.ip_address((value or "").split("%", 1)[0]))
-    except ValueError:
-        return None
-
-
 class TokenAPIView(APIView):
     """Base of the app's views: errors come out as ``{"detail", "code"}``, a refused
     refresh as 401, and a database that fails mid-request as 503."""
@@ -73,6 +52,9 @@ class TokenAPIView(APIView):
     # Annotated as DRF declares them, so that subclasses may name other classes.
     authentication_classes: Sequence[type[BaseAuthentication]] = ()
     permission_classes: Sequence[type[BasePermission]] = (AllowAny,)
+    # JSON and form bodies only: anything else (a multipart upload) is a 415, before
+    # the body is read.
+    parser_classes: Sequence[type[BaseParser]] = TOKEN_ENDPOINT_PARSERS
 
     def get_exception_handler(self) -> Callable[..., Response | None]:
         return exception_handler
@@ -102,7 +84,6 @@ class TokenAPIView(APIView):
             # A browser's token is in the HttpOnly cookie (RefreshTokenCookieMiddleware);
             # using it passes the CSRF check first.
             return refresh_token_from_cookie(request) or raw
-        note_body_token(request, raw)
         return raw
 
 
@@ -114,8 +95,20 @@ class TokenResponseMixin:
         return response
 
 
+# Error reports (Django's error mail, the debug page with DEBUG off) never show the
+# password or a refresh token: not the POST fields, not the local variables of these
+# views or of anything they call (services.rotate…).
+_hide_secrets = method_decorator(
+    [sensitive_post_parameters("password", "refresh"), sensitive_variables()], name="dispatch"
+)
+
+
+@_hide_secrets
 class ObtainTokenView(TokenResponseMixin, TokenAPIView):
-    """``POST token/``: log in with USERNAME_FIELD and password."""
+    """``POST token/``: log in with USERNAME_FIELD and password.
+
+    A login sends Django's ``user_logged_in`` (so ``last_login`` is updated, and
+    django-axes, audit logs and "last seen" screens see API logins as well)."""
 
     throttle_classes = (OptionalScopedRateThrottle,)
     serializer_class = ObtainSerializer
@@ -133,9 +126,12 @@ class ObtainTokenView(TokenResponseMixin, TokenAPIView):
         # Unknown user, wrong password and inactive user look the same from outside.
         if user is None or not user.is_active:
             raise InvalidCredentials
-        return self.get_token_response(services.start_family(user, client_from_request(request)))
+        pair = services.start_family(user, client_from_request(request))
+        user_logged_in.send(sender=user.__class__, request=request._request, user=user)
+        return self.get_token_response(pair)
 
 
+@_hide_secrets
 class RefreshTokenView(TokenResponseMixin, TokenAPIView):
     """``POST token/refresh/``: exchange a refresh token for a new pair."""
 
@@ -154,11 +150,21 @@ class RefreshTokenView(TokenResponseMixin, TokenAPIView):
         return self.get_token_response(services.rotate(raw, client_from_request(request)))
 
 
+@_hide_secrets
 class LogoutView(TokenAPIView):
-    """``POST logout/``: revoke the family of a refresh token. Always 204."""
+    """``POST logout/``: revoke the family of a refresh token. Always 204.
 
+    Throttled with the refresh scope: a logout verifies a secret as a refresh does
+    (with the argon2 hasher, 0.1 s and 64 MiB), so unthrottled it would let anyone
+    who ever held a lookup key make the server do that at will."""
+
+    throttle_classes = (OptionalScopedRateThrottle,)
     serializer_class = RefreshSerializer
     refresh_cookie_role = "logout"
+
+    @property
+    def throttle_scope(self) -> str:
+        return app_settings.REFRESH_THROTTLE_SCOPE
 
     def post(self, request: Request) -> Response:
         services.logout(self.refresh_token_from(request))

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import uuid
 from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.core.cache import caches
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from rotating_tokens import services
 from rotating_tokens.models import RevokeReason
+
+from .factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -87,8 +93,33 @@ def test_family_check_can_be_turned_off(api_client, login, django_assert_num_que
         assert _me(api_client, login.access).status_code == 200
 
 
-def test_access_token_without_family_claim_is_refused(api_client, user):
-    _assert_refused(_me(api_client, str(AccessToken.for_user(user))), "token_revoked")
+def test_access_token_without_family_claim_is_invalid_not_revoked(api_client, user):
+    # An old simplejwt token has no family that could have ended.
+    response = _me(api_client, str(AccessToken.for_user(user)))
+    _assert_refused(response, "token_invalid")
+    assert response.json()["detail"] == "The access token is not valid."
+
+
+def _borrowing_token(user, family) -> str:
+    """An access token of ``user`` carrying ``family``'s id: only someone holding the
+    signing key could make one."""
+    access = AccessToken.for_user(user)
+    access["fam"] = str(family.pk)
+    return str(access)
+
+
+def test_access_token_with_another_users_family_is_refused(api_client, user, client_info):
+    victims_family = services.start_family(UserFactory(), client_info).family
+    _assert_refused(_me(api_client, _borrowing_token(user, victims_family)), "token_revoked")
+
+
+def test_family_owner_is_checked_from_the_cached_state_too(api_client, user, client_info):
+    victim = services.start_family(UserFactory(), client_info)
+    assert _me(api_client, victim.access).status_code == 200  # the state is now cached
+    with CaptureQueriesContext(connection) as queries:
+        response = _me(api_client, _borrowing_token(user, victim.family))
+    _assert_refused(response, "token_revoked")
+    assert not [q for q in queries if "rotating_tokens_tokenfamily" in q["sql"]]
 
 
 @override_settings(ROTATING_TOKENS={"CHECK_FAMILY_ON_ACCESS": False})
@@ -173,10 +204,44 @@ def test_a_failing_cache_falls_back_to_the_database(api_client, login):
         _assert_refused(_me(api_client, login.access), "token_revoked")
 
 
-def test_revocation_racing_a_cache_fill_is_not_undone(login, django_capture_on_commit_callbacks):
+def _redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+    except OSError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    return url
+
+
+@pytest.fixture(params=["locmem", "file", "redis"])
+def any_cache(request, settings, tmp_path):
+    """The family-state cache on each kind of backend the app accepts."""
+    backends = {
+        "locmem": lambda: {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        # FileBasedCache.add() is has_key() then set(): not atomic.
+        "file": lambda: {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        },
+        "redis": lambda: {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _redis_url(),
+            "KEY_PREFIX": f"rt-test-{uuid.uuid4()}",
+        },
+    }
+    settings.CACHES = {**settings.CACHES, "state": backends[request.param]()}
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+    yield caches["state"]
+    caches["state"].clear()
+
+
+def test_revocation_racing_a_cache_fill_is_not_undone(
+    login, any_cache, django_capture_on_commit_callbacks
+):
     # A request reads the family (not revoked yet), the family is revoked, then the
-    # request writes what it read to the cache: the revocation must still win.
-    cache = caches["default"]
+    # request writes what it read to the cache: the revocation must still win, on
+    # every backend, whether or not its add() is atomic.
+    cache = any_cache
     revoked: list[bool] = []
 
     def revoke_first(real):
@@ -189,10 +254,9 @@ def test_revocation_racing_a_cache_fill_is_not_undone(login, django_capture_on_c
 
         return write
 
-    with (
-        mock.patch.object(cache, "set", revoke_first(cache.set)),
-        mock.patch.object(cache, "add", revoke_first(cache.add)),
-    ):
+    # The revocation lands right before the state is written: for FileBasedCache.add()
+    # that is after its has_key() found nothing.
+    with mock.patch.object(cache, "set", revoke_first(cache.set)):
         assert services.family_allows_access(login.family.pk)  # read before the revocation
     assert revoked
     assert not services.family_allows_access(login.family.pk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.utils.dateparse import parse_datetime
@@ -10,6 +11,8 @@ from rest_framework.test import APIClient
 
 from rotating_tokens.middleware import refresh_cookie_path
 from rotating_tokens.models import TokenFamily
+
+from .factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -215,22 +218,118 @@ def test_logout_with_cookie_needs_csrf(cookie_mode, browser, user, password):
 def test_logout_with_another_body_token_deletes_cookie(settings, browser, user, password):
     _cookie_settings(settings, TRANSPORT="both")
     login(browser, user, password)
-    response = browser.post(LOGOUT, {"refresh": "garbage"}, HTTP_SEC_FETCH_SITE="same-origin")
+    response = browser.post(
+        LOGOUT, {"refresh": "garbage"}, format="json", HTTP_SEC_FETCH_SITE="same-origin"
+    )
     assert response.status_code == 204
     assert is_deleted(response)
     assert TokenFamily.objects.get().revoked_at is None
 
 
-@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def form(data: dict[str, str]) -> dict[str, str]:
+    """The arguments of a test client post that sends ``data`` as an HTML form does."""
+    return {"data": urlencode(data), "content_type": "application/x-www-form-urlencoded"}
+
+
+# Another site's page: Sec-Fetch-Site cross-site or same-site with an Origin that is not
+# trusted, or (older browsers, plain HTTP) no Sec-Fetch-Site and a foreign Origin.
+FOREIGN = {
+    "cross-site": {"HTTP_SEC_FETCH_SITE": "cross-site", "HTTP_ORIGIN": "https://evil.example"},
+    "same-site": {"HTTP_SEC_FETCH_SITE": "same-site", "HTTP_ORIGIN": "https://evil.testserver"},
+    "Origin only": {"HTTP_ORIGIN": "https://evil.example"},
+    "null Origin": {"HTTP_ORIGIN": "null"},
+}
+
+
+@pytest.mark.parametrize("site", FOREIGN)
 def test_foreign_form_posting_its_own_token_keeps_cookie(settings, browser, user, password, site):
     _cookie_settings(settings, TRANSPORT="both")
     login(browser, user, password)
-    logout = browser.post(LOGOUT, {"refresh": "garbage"}, HTTP_SEC_FETCH_SITE=site)
-    refresh = browser.post(REFRESH, {"refresh": "garbage"}, HTTP_SEC_FETCH_SITE=site)
+    logout = browser.post(LOGOUT, **form({"refresh": "garbage"}), **FOREIGN[site])
+    refresh = browser.post(REFRESH, **form({"refresh": "garbage"}), **FOREIGN[site])
     assert (logout.status_code, refresh.status_code) == (204, 401)
     assert SECURE_NAME not in logout.cookies
     assert SECURE_NAME not in refresh.cookies
     assert TokenFamily.objects.get().revoked_at is None
+
+
+@pytest.mark.parametrize("transport", ["cookie", "auto", "both"])
+@pytest.mark.parametrize("site", FOREIGN)
+def test_foreign_page_cannot_plant_its_session_through_refresh(
+    settings, browser, user, password, site, transport
+):
+    # Login CSRF through refresh: the attacker's page auto-submits a form carrying the
+    # attacker's own refresh token. The victim's browser must not get its cookie.
+    _cookie_settings(settings, TRANSPORT=transport)
+    victim_cookie = login(browser, user, password).cookies[SECURE_NAME].value
+    attacker = UserFactory()
+    attackers_login = APIClient().post(
+        OBTAIN, {"username": attacker.username, "password": password}, format="json"
+    )
+    attackers_token = attackers_login.cookies[SECURE_NAME].value
+
+    response = browser.post(REFRESH, **form({"refresh": attackers_token}), **FOREIGN[site])
+
+    assert SECURE_NAME not in response.cookies
+    assert browser.cookies[SECURE_NAME].value == victim_cookie
+    # The refresh itself is the attacker's business: the answer stays in the body,
+    # where the token came from (another site's page cannot read it without CORS).
+    assert response.status_code == 200
+    assert response.json()["refresh"].startswith("rtok_")
+
+
+@pytest.mark.parametrize("site", FOREIGN)
+def test_foreign_page_cannot_log_in_through_obtain(settings, browser, user, password, site):
+    _cookie_settings(settings, TRANSPORT="auto")
+    response = browser.post(
+        OBTAIN, **form({"username": user.username, "password": password}), **FOREIGN[site]
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "csrf_failed"
+    assert SECURE_NAME not in response.cookies
+    assert not TokenFamily.objects.exists()
+
+
+def test_spa_on_a_trusted_sibling_origin_gets_the_cookie(settings, user, password):
+    # app.example.com calls the API on api.example.com, listed in CSRF_TRUSTED_ORIGINS.
+    _cookie_settings(settings, TRANSPORT="auto")
+    settings.CSRF_TRUSTED_ORIGINS = ["https://app.example.com"]
+    spa = APIClient(
+        enforce_csrf_checks=True,
+        HTTP_HOST="api.example.com",
+        HTTP_SEC_FETCH_SITE="same-site",
+        HTTP_ORIGIN="https://app.example.com",
+        HTTP_REFERER="https://app.example.com/",
+    )
+    response = spa.post(
+        OBTAIN, {"username": user.username, "password": password}, format="json", secure=True
+    )
+    assert response.status_code == 200
+    assert "refresh" not in response.json()
+    first = response.cookies[SECURE_NAME].value
+    refreshed = spa.post(REFRESH, secure=True, **csrf_header(spa))
+    assert refreshed.status_code == 200, refreshed.content
+    assert refreshed.cookies[SECURE_NAME].value not in ("", first)
+    logout = spa.post(LOGOUT, secure=True, **csrf_header(spa))
+    assert logout.status_code == 204
+    assert is_deleted(logout)
+    assert TokenFamily.objects.get().revoked_at is not None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_ORIGIN": "http://testserver"},
+        {"HTTP_SEC_FETCH_SITE": "same-origin", "HTTP_ORIGIN": "http://testserver"},
+        {"HTTP_SEC_FETCH_SITE": "same-origin"},
+    ],
+    ids=["own Origin, no Sec-Fetch-Site", "same-origin", "Sec-Fetch-Site only"],
+)
+def test_own_pages_get_the_cookie_only(settings, browser, user, password, headers):
+    _cookie_settings(settings, TRANSPORT="auto")
+    response = login(browser, user, password, **headers)
+    assert "refresh" not in response.json()
+    assert response.cookies[SECURE_NAME].value.startswith("rtok_")
 
 
 # TRANSPORT ----------------------------------------------------------------------------------
@@ -285,7 +384,7 @@ def test_without_middleware_cookie_is_never_read(settings, browser, user, passwo
 def test_login_from_another_sites_page_needs_csrf(cookie_mode, browser, user, password, site):
     response = browser.post(
         OBTAIN,
-        {"username": user.username, "password": password},
+        **form({"username": user.username, "password": password}),
         HTTP_SEC_FETCH_SITE=site,
         HTTP_ORIGIN="https://evil.example",
     )

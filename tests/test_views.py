@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
-from django.conf import settings
-from django.test import override_settings
+from django.contrib.auth.signals import user_logged_in
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
@@ -24,9 +24,9 @@ OBTAIN, REFRESH = "/api/auth/token/", "/api/auth/token/refresh/"
 LOGOUT, LOGOUT_ALL = "/api/auth/logout/", "/api/auth/logout/all/"
 
 
-def _login(api_client: APIClient, user, password: str) -> dict:
+def _login(api_client: APIClient, user, password: str, **extra) -> dict:
     response = api_client.post(
-        OBTAIN, {"username": user.username, "password": password}, format="json"
+        OBTAIN, {"username": user.username, "password": password}, format="json", **extra
     )
     assert response.status_code == 200, response.content
     return response.json()
@@ -78,15 +78,53 @@ def test_token_responses_are_not_cached(api_client, user, password, path):
     response = (
         _refresh(api_client, login["refresh"])
         if path == REFRESH
-        else api_client.post(path, {"username": user.username, "password": password})
+        else api_client.post(path, {"username": user.username, "password": password}, format="json")
     )
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
 
 
 def test_obtain_accepts_form_data(api_client, user, password):
-    response = api_client.post(OBTAIN, {"username": user.username, "password": password})
+    response = api_client.post(
+        OBTAIN,
+        urlencode({"username": user.username, "password": password}),
+        content_type="application/x-www-form-urlencoded",
+    )
     assert response.status_code == 200
+
+
+def test_login_sends_user_logged_in_and_updates_last_login(api_client, user, password):
+    # django-axes, audit logs and "last seen" screens listen to user_logged_in.
+    received = []
+
+    def receiver(sender, request, user, **kwargs):
+        received.append((sender, request.path, user.pk))
+
+    user_logged_in.connect(receiver)
+    try:
+        _login(api_client, user, password)
+    finally:
+        user_logged_in.disconnect(receiver)
+    assert received == [(type(user), OBTAIN, user.pk)]
+    user.refresh_from_db()
+    assert user.last_login is not None
+    assert timezone.now() - user.last_login < timedelta(seconds=30)
+
+
+def test_failed_login_sends_no_user_logged_in(api_client, user, password):
+    received = []
+
+    def receiver(sender, user, **kwargs):
+        received.append(user)
+
+    user_logged_in.connect(receiver)
+    try:
+        api_client.post(OBTAIN, {"username": user.username, "password": "x"}, format="json")
+    finally:
+        user_logged_in.disconnect(receiver)
+    assert received == []
+    user.refresh_from_db()
+    assert user.last_login is None
 
 
 @pytest.mark.parametrize("case", ["wrong password", "unknown user", "inactive user"])
@@ -196,8 +234,9 @@ def test_body_over_the_upload_limit_is_413(api_client, path):
 
 
 def test_form_with_too_many_fields_is_413(api_client):
-    fields = {f"f{i}": "x" for i in range(2000)}
-    _assert_only_error(api_client.post(REFRESH, fields), 413, "request_too_large")
+    fields = urlencode({f"f{i}": "x" for i in range(2000)})
+    response = api_client.post(REFRESH, fields, content_type="application/x-www-form-urlencoded")
+    _assert_only_error(response, 413, "request_too_large")
 
 
 def test_refresh_of_revoked_family_is_token_revoked(api_client, user, password):
@@ -246,10 +285,12 @@ def test_retry_from_same_client_gets_the_identical_refresh_token(api_client, use
     "other",
     [
         {"REMOTE_ADDR": "198.51.100.7"},
-        {"HTTP_X_FORWARDED_FOR": "198.51.100.7"},
         {"HTTP_USER_AGENT": "pytest-client/1.1"},
+        # A thief on another address who writes the victim's into X-Forwarded-For:
+        # with no trusted proxy (the default) the header is not read at all.
+        {"REMOTE_ADDR": "198.51.100.66", "HTTP_X_FORWARDED_FOR": "203.0.113.10"},
     ],
-    ids=["REMOTE_ADDR", "X-Forwarded-For", "user agent"],
+    ids=["REMOTE_ADDR", "user agent", "forged X-Forwarded-For"],
 )
 def test_retry_from_another_client_is_token_reused(api_client, user, password, other):
     login = _login(api_client, user, password)
@@ -258,7 +299,17 @@ def test_retry_from_another_client_is_token_reused(api_client, user, password, o
     _assert_only_error(_refresh(api_client, first["refresh"]), 401, "token_revoked")
 
 
-def test_retry_behind_the_same_forwarded_address_is_honoured(api_client, user, password):
+def test_forwarded_for_is_ignored_without_a_trusted_proxy(api_client, user, password):
+    _login(api_client, user, password, HTTP_X_FORWARDED_FOR="198.51.100.7")
+    family = TokenFamily.objects.get()
+    assert family.ip_address == "203.0.113.10"  # REMOTE_ADDR
+    assert RefreshToken.objects.get().ip_address == "203.0.113.10"
+
+
+def test_retry_behind_the_same_trusted_proxy_address_is_honoured(
+    api_client, user, password, settings
+):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "TRUSTED_PROXY_COUNT": 1}
     login = _login(api_client, user, password)
     first = _refresh(api_client, login["refresh"], HTTP_X_FORWARDED_FOR="198.51.100.7").json()
     retry = _refresh(
@@ -273,22 +324,34 @@ def test_retry_behind_the_same_forwarded_address_is_honoured(api_client, user, p
     [("10.9.9.9, 198.51.100.7", 200), ("198.51.100.7, 198.51.100.8", 401)],
     ids=["spoofed part differs", "proxy-set part differs"],
 )
-def test_client_address_honours_num_proxies(
-    api_client, user, password, retry_forwarded_for, status
+def test_client_address_honours_trusted_proxy_count(
+    api_client, user, password, settings, retry_forwarded_for, status
 ):
     # With one proxy in front, only the last X-Forwarded-For entry (the one the proxy
     # wrote) names the client; what the client wrote before it does not count.
-    with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}):
-        login = _login(api_client, user, password)
-        first = _refresh(
-            api_client, login["refresh"], HTTP_X_FORWARDED_FOR="172.16.0.1, 198.51.100.7"
-        )
-        retry = _refresh(api_client, login["refresh"], HTTP_X_FORWARDED_FOR=retry_forwarded_for)
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "TRUSTED_PROXY_COUNT": 1}
+    login = _login(api_client, user, password)
+    first = _refresh(api_client, login["refresh"], HTTP_X_FORWARDED_FOR="172.16.0.1, 198.51.100.7")
+    retry = _refresh(api_client, login["refresh"], HTTP_X_FORWARDED_FOR=retry_forwarded_for)
     assert retry.status_code == status
     if status == 200:
         assert retry.json()["refresh"] == first.json()["refresh"]
         successor = RefreshToken.objects.get(rotated_from__isnull=False)
         assert successor.ip_address == "198.51.100.7"
+
+
+def test_trusted_proxy_count_ignores_drf_num_proxies(api_client, user, password, settings):
+    # DRF's NUM_PROXIES (unset: trust the whole header) is not this app's rule.
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": None}
+    _login(api_client, user, password, HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert TokenFamily.objects.get().ip_address == "203.0.113.10"
+
+
+def test_too_short_forwarded_for_falls_back_to_remote_addr(api_client, user, password, settings):
+    # Two proxies configured, one entry: the request did not come through both.
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "TRUSTED_PROXY_COUNT": 2}
+    _login(api_client, user, password, HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert TokenFamily.objects.get().ip_address == "203.0.113.10"
 
 
 @pytest.mark.parametrize("address", ["::ffff:203.0.113.10", "2001:DB8:0:0::1"])
@@ -345,9 +408,28 @@ def test_logout_revokes_the_family(api_client, user, password):
 
 def test_logout_is_idempotent(api_client, user, password):
     login = _login(api_client, user, password)
+    revocations = []
     for _ in range(2):
         response = api_client.post(LOGOUT, {"refresh": login["refresh"]}, format="json")
         assert response.status_code == 204
+        family = TokenFamily.objects.get()
+        assert family.revoke_reason == RevokeReason.LOGOUT
+        revocations.append(family.revoked_at)
+    assert revocations[0] is not None
+    assert revocations[1] == revocations[0]  # the second logout changes nothing
+
+
+def test_logout_with_a_known_lookup_key_but_a_wrong_secret_changes_nothing(
+    api_client, user, password
+):
+    raw = _login(api_client, user, password)["refresh"]
+    wrong = raw[:-1] + ("A" if raw[-1] != "A" else "B")
+
+    assert api_client.post(LOGOUT, {"refresh": wrong}, format="json").status_code == 204
+
+    token = RefreshToken.objects.get()
+    assert (token.used_at, token.family.revoked_at) == (None, None)
+    assert _refresh(api_client, raw).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -416,6 +498,33 @@ def test_refresh_is_throttled_by_its_scope(api_client, throttle_rates):
     for _ in range(2):
         _assert_error(_refresh(api_client, "garbage"), 401, "token_invalid")
     _assert_only_error(_refresh(api_client, "garbage"), 429, "throttled")
+
+
+def test_forged_forwarded_for_does_not_escape_the_login_throttle(
+    api_client, user, password, throttle_rates
+):
+    # Each request claims another address; without a trusted proxy they all count
+    # against REMOTE_ADDR.
+    throttle_rates["rotating_tokens_login"] = "3/minute"
+    credentials = {"username": user.username, "password": password}
+    codes = [
+        api_client.post(
+            OBTAIN, credentials, format="json", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}"
+        ).status_code
+        for i in range(8)
+    ]
+    assert codes == [200] * 3 + [429] * 5
+
+
+def test_logout_is_throttled_with_the_refresh_scope(api_client, throttle_rates):
+    # A logout verifies a secret like a refresh (argon2: 0.1 s, 64 MiB); the two
+    # share one budget.
+    throttle_rates["rotating_tokens_refresh"] = "3/minute"
+    _assert_error(_refresh(api_client, "garbage"), 401, "token_invalid")
+    for _ in range(2):
+        assert api_client.post(LOGOUT, {"refresh": "garbage"}, format="json").status_code == 204
+    response = api_client.post(LOGOUT, {"refresh": "garbage"}, format="json")
+    _assert_only_error(response, 429, "throttled")
 
 
 def test_scope_without_a_rate_is_not_throttled(api_client, user, password, throttle_rates):
