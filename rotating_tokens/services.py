@@ -165,7 +165,8 @@ def rotate(raw_token: object, client: Client, *, now: datetime | None = None) ->
         token = _find_token(parsed, db)
         if token is None:  # deleted in between (purged): as unknown
             raise TokenInvalid
-        if token.family.is_revoked:  # logged out meanwhile: never honoured
+        # Logged out or deactivated meanwhile: never honoured.
+        if token.family.is_revoked or not token.family.user.is_active:
             raise TokenRevoked
         return _retry_or_reuse(token, parsed, client, now, db)
 

@@ -4,12 +4,16 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import update_last_login
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from rotating_tokens import services, signals
+from rotating_tokens.authentication import AccessTokenAuthentication
 from rotating_tokens.exceptions import TokenRevoked
 from rotating_tokens.models import RevokeReason, TokenFamily
 from rotating_tokens.receivers import forget_current_family
@@ -89,6 +93,21 @@ def test_password_change_can_be_turned_off(user, settings):
     assert set(reasons(user).values()) == {""}
 
 
+@pytest.mark.parametrize("update_fields", [None, ["password"]], ids=["save", "update_fields"])
+def test_saving_the_same_user_again_after_a_password_change_revokes_nothing_more(
+    user, update_fields
+):
+    user.set_password("a new password")
+    user.save(update_fields=update_fields)
+    after = login(user)  # with the new password
+
+    update_last_login(None, user)  # save(update_fields=["last_login"])
+    user.first_name = "Alice"
+    user.save()  # every field, the password among them: unchanged since the change
+
+    assert reasons(user)[after.family.pk] == ""
+
+
 class ChangePasswordView(APIView):
     """What a project's own password-change endpoint looks like."""
 
@@ -165,6 +184,86 @@ def test_reactivating_or_creating_a_user_revokes_nothing(user):
     inactive.save()
 
     assert TokenFamily.objects.get(pk=fresh.family.pk).revoked_at is None
+
+
+def test_deactivating_again_a_user_reactivated_on_the_same_object_revokes_its_families():
+    user = UserFactory(is_active=False)
+    user.is_active = True
+    user.save()
+    pair = login(user)
+
+    user.is_active = False
+    user.save()
+
+    assert reasons(user) == {pair.family.pk: "user_deactivated"}
+
+
+class DeactivateAccountView(APIView):
+    """What a project's own "close my account" endpoint looks like."""
+
+    def post(self, request):
+        request.user.is_active = False
+        request.user.save()
+        return Response(status=204)
+
+
+def test_deactivation_inside_a_request_revokes_its_own_family_too(user, rf):
+    current, other = login(user), login(user)
+    request = rf.post("/close-account/", HTTP_AUTHORIZATION=f"Bearer {current.access}")
+
+    try:
+        response = DeactivateAccountView.as_view()(request)
+    finally:
+        forget_current_family()  # as at request_finished, which RequestFactory skips
+
+    assert response.status_code == 204
+    # Unlike a password change, which spares the session it was made from.
+    assert reasons(user) == {
+        current.family.pk: "user_deactivated",
+        other.family.pk: "user_deactivated",
+    }
+
+
+class AccessTokenForDjangoViews:
+    """A project's middleware that authenticates plain Django views, the admin among
+    them, with the access token: the admin's request then has a family of its own."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        authenticated = AccessTokenAuthentication().authenticate(Request(request))
+        if authenticated is not None:
+            request.user = authenticated[0]
+        return self.get_response(request)
+
+
+def test_deactivation_in_the_admin_revokes_the_family_of_the_request_too(client, settings):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, f"{__name__}.AccessTokenForDjangoViews"]
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    current, other = login(staff), login(staff)
+    form = {
+        "username": staff.username,
+        "email": staff.email,
+        "is_staff": "on",
+        "is_superuser": "on",
+        "date_joined_0": staff.date_joined.strftime("%Y-%m-%d"),
+        "date_joined_1": staff.date_joined.strftime("%H:%M:%S"),
+        # is_active left out: unticked
+    }
+
+    response = client.post(
+        reverse("admin:auth_user_change", args=[staff.pk]),
+        form,
+        HTTP_AUTHORIZATION=f"Bearer {current.access}",
+    )
+
+    assert response.url == reverse("admin:auth_user_changelist")  # saved, not sent to log in
+    assert get_user_model().objects.get(pk=staff.pk).is_active is False
+    assert reasons(staff) == {
+        current.family.pk: "user_deactivated",
+        other.family.pk: "user_deactivated",
+    }
 
 
 def test_inactive_users_can_neither_log_in_nor_refresh(api_client, user):

@@ -106,26 +106,66 @@ def test_database_error_inside_the_login_answers_503_and_leaves_no_family(
     assert not RefreshToken.objects.exists()
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="pg_terminate_backend")
+def _terminate_postgresql_backend(admin, pid: int) -> None:
+    with admin.cursor() as cursor:
+        # Returns once the backend has exited (10 s at most), its transaction rolled back.
+        cursor.execute("SELECT pg_terminate_backend(%s, 10000)", [pid])
+        assert cursor.fetchone() == (True,)
+
+
+def _kill_mariadb_connection(admin, connection_id: int) -> None:
+    with admin.cursor() as cursor:
+        cursor.execute("KILL CONNECTION %s", [connection_id])
+        # KILL returns before the server has ended the thread: wait until it is gone,
+        # as pg_terminate_backend does with its timeout.
+        for _ in range(1000):
+            cursor.execute(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s",
+                [connection_id],
+            )
+            if cursor.fetchone() == (0,):
+                return
+            time.sleep(0.01)  # waiting for the server, not moving time
+    pytest.fail(f"connection {connection_id} outlived KILL CONNECTION")
+
+
 @pytest.mark.server_db
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("own_id_query", "kill"),
+    [
+        pytest.param(
+            "SELECT pg_backend_pid()",
+            _terminate_postgresql_backend,
+            marks=pytest.mark.skipif(
+                connection.vendor != "postgresql", reason="pg_terminate_backend"
+            ),
+            id="postgresql",
+        ),
+        pytest.param(
+            "SELECT CONNECTION_ID()",
+            _kill_mariadb_connection,
+            marks=pytest.mark.skipif(connection.vendor != "mysql", reason="KILL CONNECTION"),
+            id="mariadb",
+        ),
+    ],
+)
 def test_connection_dropped_inside_the_rotation_answers_503_and_changes_nothing(
-    api_client, user, password
+    api_client, user, password, own_id_query, kill
 ):
     raw = _login(api_client, user, password)["refresh"]
     save = RefreshToken.save
 
     def drop_connection_then_save(token: RefreshToken, *args: Any, **kwargs: Any) -> None:
-        # Here the claiming UPDATE has run inside the open transaction: kill the
-        # server process behind this connection, as a crash or failover would.
+        # Here the claiming UPDATE has run inside the open transaction: end the server
+        # process or thread behind this connection from another one, as a crash or
+        # failover would.
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            (pid,) = cursor.fetchone()
+            cursor.execute(own_id_query)
+            (own_id,) = cursor.fetchone()
         admin = connections.create_connection("default")
         try:
-            with admin.cursor() as cursor:
-                cursor.execute("SELECT pg_terminate_backend(%s, 10000)", [pid])
-                assert cursor.fetchone() == (True,)
+            kill(admin, own_id)
         finally:
             admin.close()
         save(token, *args, **kwargs)

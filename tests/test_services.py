@@ -7,6 +7,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection
 from django.test import override_settings
 from django.utils import timezone
@@ -88,6 +89,20 @@ def test_token_of_inactive_user_is_refused(token, client_info):
     token.family.user.save()
     with pytest.raises(TokenRevoked):
         services.rotate(token.raw, client_info)
+
+
+def test_inactive_user_is_refused_by_rotate_itself_without_any_revocation(
+    token, client_info, api_client
+):
+    # update() sends no signal: no receiver revokes the family, the refusal alone must.
+    get_user_model().objects.filter(pk=token.family.user_id).update(is_active=False)
+
+    with pytest.raises(TokenRevoked):
+        services.rotate(token.raw, client_info)
+    response = api_client.post("/api/auth/token/refresh/", {"refresh": token.raw}, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (401, "token_revoked")
+    assert _state(token)[:2] == (None, None)  # neither used nor revoked
 
 
 # Step 3: expired ----------------------------------------------------------------------

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from unittest import mock
 from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.signals import user_logged_in
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
@@ -183,6 +185,38 @@ def test_malformed_json_is_parse_error(api_client, path):
 @pytest.mark.parametrize("path", [OBTAIN, REFRESH, LOGOUT])
 def test_wrong_content_type_is_415(api_client, path):
     response = api_client.post(path, b"refresh=x", content_type="text/plain")
+    _assert_only_error(response, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("path", [OBTAIN, REFRESH, LOGOUT])
+def test_deeply_nested_json_is_parse_error(api_client, path):
+    # 2 KB that make json recurse past Python's limit (RecursionError: a 500 before).
+    body = "[" * 1000 + "]" * 1000
+    response = api_client.post(path, body, content_type="application/json")
+    _assert_only_error(response, 400, "parse_error")
+
+
+@pytest.mark.parametrize("with_cookie_middleware", [False, True])
+@pytest.mark.parametrize("path", [OBTAIN, REFRESH, LOGOUT])
+def test_file_upload_is_415_and_never_read(api_client, settings, path, with_cookie_middleware):
+    if with_cookie_middleware:
+        settings.MIDDLEWARE = [
+            *settings.MIDDLEWARE,
+            "rotating_tokens.middleware.RefreshTokenCookieMiddleware",
+        ]
+        settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "TRANSPORT": "auto"}
+    upload = SimpleUploadedFile("big.bin", b"\0" * (256 << 10))
+    with mock.patch(
+        "django.http.multipartparser.MultiPartParser.parse",
+        side_effect=AssertionError("the upload was read"),
+    ):
+        response = api_client.post(
+            path,
+            {"refresh": "rtok_x", "file": upload},
+            format="multipart",
+            # Another site's form: the cookie middleware's CSRF check reads form bodies.
+            HTTP_SEC_FETCH_SITE="cross-site",
+        )
     _assert_only_error(response, 415, "unsupported_media_type")
 
 
