@@ -9,6 +9,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin
+from django.contrib.admin.utils import display_for_value
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Case, Count, Exists, OuterRef, Q, Subquery, Value, When
@@ -166,8 +167,10 @@ class TokenFamilyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return str(dict(Status.choices)[family.status])  # type: ignore[attr-defined]
 
     @admin.display(description=_("last used"), ordering="last_used_at")
-    def last_used_at(self, family: TokenFamily) -> Any:
-        return family.last_used_at  # type: ignore[attr-defined]
+    def last_used_at(self, family: TokenFamily) -> str:
+        # Formatted here: the change page shows a method's value as str(), which
+        # for a datetime is its raw ISO form, unlike the model's own date fields.
+        return display_for_value(family.last_used_at, self.get_empty_value_display())  # type: ignore[attr-defined]
 
     @admin.display(description=_("IP address at last use"))
     def last_ip_address(self, family: TokenFamily) -> Any:

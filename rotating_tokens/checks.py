@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
-from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 
 from .conf import DEFAULTS, app_settings
 from .crypto import HASHERS
@@ -46,11 +46,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     ]
     for name in bad_lifetimes:
         errors.append(Error(f"{name} must be a positive timedelta.", id="rotating_tokens.E004"))
-    grace = app_settings.REUSE_GRACE_PERIOD
+    grace = app_settings.REUSE_GRACE_PERIOD  # a number of seconds comes as a timedelta
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         errors.append(
             Error(
-                "REUSE_GRACE_PERIOD must be a timedelta of zero or more.", id="rotating_tokens.E005"
+                "REUSE_GRACE_PERIOD must be a timedelta or a number of seconds, zero or more.",
+                id="rotating_tokens.E005",
             )
         )
     elif grace > MAX_GRACE_PERIOD:
@@ -72,21 +73,78 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="rotating_tokens.W002",
             )
         )
-    errors.extend(_check_family_state_cache())
+    if "ACCESS_TOKEN_LIFETIME" not in bad_lifetimes:
+        errors.extend(_check_access_token_lifetime(user_settings))
+    errors.extend(_check_hash_key_fallbacks())
+    errors.extend(_check_trusted_proxy_count())
+    if _is_set(user_settings, "FAMILY_STATE_CACHE") or app_settings.FAMILY_STATE_CACHE:
+        errors.extend(_check_family_state_cache_alias())
     return errors
 
 
-def _check_family_state_cache() -> list[CheckMessage]:
-    alias = app_settings.FAMILY_STATE_CACHE
-    if not app_settings.CHECK_FAMILY_ON_ACCESS or not alias:
+def _is_set(user_settings: dict[str, Any], name: str) -> bool:
+    return user_settings.get(name) is not None
+
+
+def _check_access_token_lifetime(user_settings: dict[str, Any]) -> list[CheckMessage]:
+    ours = user_settings.get("ACCESS_TOKEN_LIFETIME")
+    theirs = (getattr(settings, "SIMPLE_JWT", None) or {}).get("ACCESS_TOKEN_LIFETIME")
+    if ours is None or theirs is None or ours == theirs:
         return []
-    if alias not in settings.CACHES:
+    return [
+        Warning(
+            f"ROTATING_TOKENS['ACCESS_TOKEN_LIFETIME'] ({ours}) and "
+            f"SIMPLE_JWT['ACCESS_TOKEN_LIFETIME'] ({theirs}) differ: access tokens "
+            "issued by this app live as long as the first says.",
+            hint="Set the lifetime in one place. Without ROTATING_TOKENS's, simplejwt's is used.",
+            id="rotating_tokens.W005",
+        )
+    ]
+
+
+def _check_hash_key_fallbacks() -> list[CheckMessage]:
+    user_settings = getattr(settings, "ROTATING_TOKENS", None) or {}
+    fallbacks = user_settings.get("HASH_KEY_FALLBACKS", [])
+    if isinstance(fallbacks, (list, tuple)) and all(
+        isinstance(key, str) and key for key in fallbacks
+    ):
+        return []
+    return [
+        Error("HASH_KEY_FALLBACKS must be a list of non-empty strings.", id="rotating_tokens.E007")
+    ]
+
+
+def _check_trusted_proxy_count() -> list[CheckMessage]:
+    count = app_settings.TRUSTED_PROXY_COUNT
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         return [
             Error(
-                f"FAMILY_STATE_CACHE names the cache {alias!r}, which CACHES does not define.",
-                id="rotating_tokens.E006",
+                "TRUSTED_PROXY_COUNT must be a whole number of 0 or more.",
+                id="rotating_tokens.E008",
             )
         ]
+    return []
+
+
+def _check_family_state_cache_alias() -> list[CheckMessage]:
+    alias = app_settings.FAMILY_STATE_CACHE
+    if not app_settings.CHECK_FAMILY_ON_ACCESS or not alias or alias in settings.CACHES:
+        return []
+    return [
+        Error(
+            f"FAMILY_STATE_CACHE names the cache {alias!r}, which CACHES does not define.",
+            id="rotating_tokens.E006",
+        )
+    ]
+
+
+@register(Tags.security, deploy=True)
+def check_family_state_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A deploy check: a process-local cache is right for runserver and one process,
+    and a warning on every manage.py command would teach people to ignore warnings."""
+    alias = app_settings.FAMILY_STATE_CACHE
+    if not app_settings.CHECK_FAMILY_ON_ACCESS or not alias or alias not in settings.CACHES:
+        return []
     backend = caches[alias].__class__
     if f"{backend.__module__}.{backend.__qualname__}" in PROCESS_LOCAL_CACHES:
         return [
@@ -94,8 +152,9 @@ def _check_family_state_cache() -> list[CheckMessage]:
                 f"FAMILY_STATE_CACHE {alias!r} is local to each process: with several "
                 "processes, a revoked family's access tokens keep working in the others "
                 "until FAMILY_STATE_CACHE_TIMEOUT passes.",
-                hint="Use a shared cache (Redis, Memcached, database), or set "
-                "FAMILY_STATE_CACHE to None to read the database on every request.",
+                hint="Use a cache all processes share (Redis, Memcached, the database, or "
+                "a file cache on one machine), or set FAMILY_STATE_CACHE to None to read "
+                "the database on every request.",
                 id="rotating_tokens.W003",
             )
         ]
@@ -103,17 +162,36 @@ def _check_family_state_cache() -> list[CheckMessage]:
 
 
 @register(Tags.security, deploy=True)
-def check_num_proxies(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+def check_client_address(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Explain, at deploy time, where the client's address comes from: the login and
+    refresh throttles, the grace period and the session records all use it."""
     from rest_framework.settings import api_settings
 
-    if api_settings.NUM_PROXIES is None:
+    count = app_settings.TRUSTED_PROXY_COUNT
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        return []  # E008 says it
+    drf_count = api_settings.NUM_PROXIES
+    if drf_count is not None and drf_count != count:
         return [
             Warning(
-                "REST_FRAMEWORK['NUM_PROXIES'] is not set, so the client's IP address is "
-                "read from X-Forwarded-For, which any client can write. The grace period "
-                "compares it to tell a retry from a replay.",
-                hint="Set NUM_PROXIES to the number of proxies in front of the app (0 if none).",
+                f"REST_FRAMEWORK['NUM_PROXIES'] is {drf_count} but "
+                f"ROTATING_TOKENS['TRUSTED_PROXY_COUNT'] is {count}: this app finds the "
+                "client's address by its own setting, so its throttles, grace period and "
+                "session records see another address than your other DRF throttles.",
+                hint="Set TRUSTED_PROXY_COUNT to the number of reverse proxies in front of "
+                "the app, the same as NUM_PROXIES.",
                 id="rotating_tokens.W004",
+            )
+        ]
+    if count == 0:
+        return [
+            Info(
+                "The client's address is REMOTE_ADDR: X-Forwarded-For is ignored, because "
+                "any client can write it (TRUSTED_PROXY_COUNT is 0).",
+                hint="Behind reverse proxies that append to X-Forwarded-For (nginx, a load "
+                "balancer), set TRUSTED_PROXY_COUNT to their number; otherwise every client "
+                "shares the proxy's address, and one throttle budget.",
+                id="rotating_tokens.I001",
             )
         ]
     return []

@@ -83,9 +83,13 @@ def parse_token(raw: object) -> ParsedToken:
 
 
 def _hmac_keys() -> list[str]:
+    """The key new hashes are made with, then every key that still verifies: like
+    Django's SECRET_KEY_FALLBACKS, so a key can be changed without logging anyone out."""
     if app_settings.HASH_KEY:
-        return [app_settings.HASH_KEY]
-    return [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+        keys = [app_settings.HASH_KEY]
+    else:
+        keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return [*keys, *app_settings.HASH_KEY_FALLBACKS]
 
 
 def _hmac_digest(secret: str, key: str) -> str:
@@ -112,7 +116,7 @@ def verify_secret(secret: str, stored: str) -> bool:
     """Compare a presented secret with a stored hash, in constant time."""
     hasher, _, digest = stored.partition("$")
     if hasher == HMAC_SHA256:
-        # Try every key (SECRET_KEY_FALLBACKS) so rotating SECRET_KEY logs nobody out;
+        # Try every key (the fallbacks) so rotating the key logs nobody out;
         # the loop does not short-circuit, so its time does not depend on which matched.
         matched = False
         for key in _hmac_keys():

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 
 from rotating_tokens import services, signals
 from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
@@ -162,6 +162,17 @@ def test_change_page_shows_the_rotation_chain_in_order_and_no_secret(admin_clien
     for raw in (pair.refresh, second.refresh):
         assert raw[len(settings.ROTATING_TOKENS.get("TOKEN_PREFIX", "rtok_")) :][:16] not in html
     assert 'name="_save"' not in html  # read-only
+
+
+def test_last_use_is_shown_like_the_other_dates(admin_client):
+    family = login().family
+    response = admin_client.get(change_url(family))
+    html = response.content.decode()
+    row = html[html.index("field-last_used_at") :]
+    row = row[: row.index("</div>", row.index("readonly"))]
+    last_used = TokenFamily.objects.with_last_use().get().last_used_at
+    assert formats.localize(timezone.template_localtime(last_used)) in row
+    assert "+00:00" not in row and str(last_used.year) in row
 
 
 def test_families_and_tokens_cannot_be_added(admin_client):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.core.checks import Error, Tags, Warning, run_checks
+from django.core.checks import Error, Info, Tags, Warning, run_checks
 from django.test import override_settings
 
-from rotating_tokens.checks import check_num_proxies, check_settings
+from rotating_tokens.checks import check_client_address, check_family_state_cache, check_settings
 
 SHARED_CACHE = {
     "default": {
@@ -17,18 +17,49 @@ SHARED_CACHE = {
     }
 }
 LOCMEM_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-REST_FRAMEWORK = {"NUM_PROXIES": 0}
+REST_FRAMEWORK = {"NUM_PROXIES": 1}
+BEHIND_ONE_PROXY = {"TRUSTED_PROXY_COUNT": 1}
+# What the README's "Installation into a project" shows.
+README_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "rotating_tokens.middleware.RefreshTokenCookieMiddleware",
+]
 
 
 def _ids(messages) -> list[str]:
     return [message.id for message in messages]
 
 
-@override_settings(CACHES=SHARED_CACHE, REST_FRAMEWORK=REST_FRAMEWORK)
+@override_settings(
+    CACHES=SHARED_CACHE,
+    REST_FRAMEWORK=REST_FRAMEWORK,
+    ROTATING_TOKENS=BEHIND_ONE_PROXY,
+    MIDDLEWARE=README_MIDDLEWARE,
+)
 def test_clean_configuration_has_no_message():
     assert check_settings() == []
-    assert check_num_proxies() == []
+    assert check_client_address() == []
     assert not [m for m in run_checks(include_deployment_checks=True) if "rotating" in m.id]
+
+
+@override_settings(
+    CACHES=LOCMEM_CACHE, ROTATING_TOKENS=None, REST_FRAMEWORK={}, MIDDLEWARE=README_MIDDLEWARE
+)
+def test_fresh_project_defaults_are_silent_outside_deploy_checks():
+    # LocMemCache (Django's default) and no proxy: right for runserver; only
+    # check --deploy speaks, about the cache and the client address.
+    assert not [m for m in run_checks() if "rotating" in m.id]
+    deploy = run_checks(include_deployment_checks=True)
+    assert sorted(m.id for m in deploy if "rotating" in m.id) == [
+        "rotating_tokens.I001",
+        "rotating_tokens.W003",
+    ]
 
 
 @override_settings(CACHES=SHARED_CACHE, ROTATING_TOKENS=None)
@@ -48,6 +79,11 @@ def test_missing_setting_uses_the_defaults_cleanly():
         ({"REUSE_GRACE_PERIOD": timedelta(seconds=-1)}, "rotating_tokens.E005"),
         ({"REUSE_GRACE_PERIOD": -1}, "rotating_tokens.E005"),
         ({"REUSE_GRACE_PERIOD": "10s"}, "rotating_tokens.E005"),
+        ({"REUSE_GRACE_PERIOD": True}, "rotating_tokens.E005"),
+        ({"HASH_KEY_FALLBACKS": "old-key"}, "rotating_tokens.E007"),
+        ({"HASH_KEY_FALLBACKS": ["old-key", ""]}, "rotating_tokens.E007"),
+        ({"TRUSTED_PROXY_COUNT": -1}, "rotating_tokens.E008"),
+        ({"TRUSTED_PROXY_COUNT": "1"}, "rotating_tokens.E008"),
         ({"FAMILY_STATE_CACHE": "sessions"}, "rotating_tokens.E006"),
         ({"REUSE_GRACE_PERIOD": timedelta(minutes=1, seconds=1)}, "rotating_tokens.W001"),
         (
@@ -72,14 +108,38 @@ def test_grace_period_of_exactly_a_minute_is_accepted():
     assert check_settings() == []
 
 
-@override_settings(CACHES=SHARED_CACHE, ROTATING_TOKENS={"REUSE_GRACE_PERIOD": 0})
-def test_zero_grace_period_is_accepted():
-    assert check_settings() == []
+@pytest.mark.parametrize("grace", [0, 5, 2.5], ids=["0", "5", "2.5"])
+def test_grace_period_in_seconds_is_accepted(grace):
+    with override_settings(CACHES=SHARED_CACHE, ROTATING_TOKENS={"REUSE_GRACE_PERIOD": grace}):
+        assert check_settings() == []
 
 
 @override_settings(CACHES=LOCMEM_CACHE)
-def test_process_local_family_state_cache_is_warned_about():
-    assert _ids(check_settings()) == ["rotating_tokens.W003"]
+def test_process_local_family_state_cache_is_warned_about_on_deploy():
+    assert _ids(check_family_state_cache()) == ["rotating_tokens.W003"]
+    assert check_settings() == []
+    deploy = _ids(run_checks(include_deployment_checks=True, tags=[Tags.security]))
+    assert "rotating_tokens.W003" in deploy
+    assert "rotating_tokens.W003" not in _ids(run_checks(tags=[Tags.security]))
+
+
+@override_settings(
+    CACHES=SHARED_CACHE,
+    SIMPLE_JWT={"ACCESS_TOKEN_LIFETIME": timedelta(minutes=15)},
+    ROTATING_TOKENS={"ACCESS_TOKEN_LIFETIME": timedelta(minutes=5)},
+)
+def test_two_different_access_token_lifetimes_are_warned_about():
+    messages = check_settings()
+    assert _ids(messages) == ["rotating_tokens.W005"]
+    assert isinstance(messages[0], Warning)
+
+
+@override_settings(CACHES=SHARED_CACHE, SIMPLE_JWT={"ACCESS_TOKEN_LIFETIME": timedelta(minutes=15)})
+def test_simplejwt_access_token_lifetime_alone_is_honoured_silently():
+    from rotating_tokens.conf import app_settings
+
+    assert check_settings() == []
+    assert timedelta(minutes=15) == app_settings.ACCESS_TOKEN_LIFETIME
 
 
 @pytest.mark.parametrize(
@@ -92,12 +152,22 @@ def test_family_state_cache_is_not_checked_when_unused(rotating_tokens):
         assert check_settings() == []
 
 
-@override_settings(REST_FRAMEWORK={})
-def test_unset_num_proxies_is_warned_about_on_deploy():
-    assert _ids(check_num_proxies()) == ["rotating_tokens.W004"]
+@override_settings(REST_FRAMEWORK={}, ROTATING_TOKENS={})
+def test_deploy_check_explains_where_the_client_address_comes_from():
+    (message,) = check_client_address()
+    assert (message.id, type(message)) == ("rotating_tokens.I001", Info)
+    assert "REMOTE_ADDR" in message.msg and "TRUSTED_PROXY_COUNT" in message.hint
     deploy = _ids(run_checks(include_deployment_checks=True, tags=[Tags.security]))
-    assert "rotating_tokens.W004" in deploy
-    assert "rotating_tokens.W004" not in _ids(run_checks(tags=[Tags.security]))
+    assert "rotating_tokens.I001" in deploy
+    assert "rotating_tokens.I001" not in _ids(run_checks(tags=[Tags.security]))
+
+
+@pytest.mark.parametrize("trusted", [0, 2])
+def test_drf_num_proxies_that_disagrees_is_warned_about_on_deploy(trusted):
+    with override_settings(
+        REST_FRAMEWORK={"NUM_PROXIES": 1}, ROTATING_TOKENS={"TRUSTED_PROXY_COUNT": trusted}
+    ):
+        assert _ids(check_client_address()) == ["rotating_tokens.W004"]
 
 
 @override_settings(CACHES=SHARED_CACHE, ROTATING_TOKENS={"TOKEN_HASHER": "md5"})

@@ -3,9 +3,10 @@ from __future__ import annotations
 import secrets
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
-from rotating_tokens import crypto
+from rotating_tokens import crypto, services
 
 # Shapes a raw token must have: prefix + 16 + 43 URL-safe characters.
 VALID_LENGTH = len("rtok_") + crypto.LOOKUP_KEY_LENGTH + crypto.SECRET_LENGTH
@@ -132,6 +133,42 @@ def test_hash_key_setting_replaces_secret_key():
         SECRET_KEY="another-" + "z" * 50, ROTATING_TOKENS={"HASH_KEY": "a-dedicated-hash-key"}
     ):
         assert crypto.verify_secret("s3cret", stored)
+
+
+def test_hash_key_fallbacks_keep_hashes_valid_after_hash_key_rotation():
+    with override_settings(ROTATING_TOKENS={"HASH_KEY": "old-hash-key"}):
+        stored = crypto.hash_secret("s3cret")
+    with override_settings(ROTATING_TOKENS={"HASH_KEY": "new-hash-key"}):
+        assert not crypto.verify_secret("s3cret", stored)
+    rotated = {"HASH_KEY": "new-hash-key", "HASH_KEY_FALLBACKS": ["old-hash-key"]}
+    with override_settings(ROTATING_TOKENS=rotated):
+        assert crypto.verify_secret("s3cret", stored)
+        assert not crypto.verify_secret("s3cret!", stored)
+        # New hashes use the current key, not a fallback.
+        new = crypto.hash_secret("s3cret")
+    assert new != stored
+    with override_settings(ROTATING_TOKENS={"HASH_KEY": "new-hash-key"}):
+        assert crypto.verify_secret("s3cret", new)
+
+
+def test_hash_key_fallbacks_cover_the_move_from_secret_key_to_a_hash_key():
+    stored = crypto.hash_secret("s3cret")  # made with SECRET_KEY (HASH_KEY unset)
+    with override_settings(ROTATING_TOKENS={"HASH_KEY": "new-hash-key"}):
+        assert not crypto.verify_secret("s3cret", stored)
+    with override_settings(
+        ROTATING_TOKENS={"HASH_KEY": "new-hash-key", "HASH_KEY_FALLBACKS": [settings.SECRET_KEY]}
+    ):
+        assert crypto.verify_secret("s3cret", stored)
+
+
+@pytest.mark.django_db
+def test_refresh_token_survives_a_hash_key_rotation(client_info, user):
+    with override_settings(ROTATING_TOKENS={"HASH_KEY": "old-hash-key"}):
+        pair = services.start_family(user, client_info)
+    with override_settings(
+        ROTATING_TOKENS={"HASH_KEY": "new-hash-key", "HASH_KEY_FALLBACKS": ["old-hash-key"]}
+    ):
+        assert services.rotate(pair.refresh, client_info).family == pair.family
 
 
 def test_sealed_successor_opens_with_the_parent_secret():

@@ -332,6 +332,25 @@ def test_own_pages_get_the_cookie_only(settings, browser, user, password, header
     assert response.cookies[SECURE_NAME].value.startswith("rtok_")
 
 
+@pytest.mark.urls("tests.urls_included_twice")
+@pytest.mark.parametrize("prefix", ["/api/auth/", "/api/v2/auth/", "/old/", "/new/"])
+def test_cookie_path_is_that_of_the_prefix_that_answered(
+    cookie_mode, browser, user, password, prefix
+):
+    response = browser.post(
+        f"{prefix}token/", {"username": user.username, "password": password}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.cookies[SECURE_NAME]["path"] == prefix
+    refreshed = browser.post(f"{prefix}token/refresh/", **csrf_header(browser))
+    assert refreshed.status_code == 200, refreshed.content
+    assert refreshed.cookies[SECURE_NAME]["path"] == prefix
+    logout = browser.post(f"{prefix}logout/", **csrf_header(browser))
+    assert logout.status_code == 204
+    assert is_deleted(logout)
+    assert logout.cookies[SECURE_NAME]["path"] == prefix
+
+
 # TRANSPORT ----------------------------------------------------------------------------------
 
 
