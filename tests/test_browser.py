@@ -312,3 +312,65 @@ def test_sessions_list_signs_another_device_out(context, live_server, user, chro
     sync_api.expect(rows).to_have_count(1)
     other.close()
     assert TokenFamily.objects.active().count() == 1
+
+
+# Another site's page -------------------------------------------------------------------
+
+EVIL = "http://evil.test"
+
+
+def attackers_page(context, action: str, refresh: str) -> None:
+    """Serve, as http://evil.test/, a page that auto-submits a form to ``action``
+    carrying ``refresh`` (no request leaves the machine: Playwright answers it)."""
+    html = (
+        f'<form method="post" action="{action}"><input name="refresh" value="{refresh}"></form>'
+        "<script>document.forms[0].submit()</script>"
+    )
+    context.route(f"{EVIL}/", lambda route: route.fulfill(body=html, content_type="text/html"))
+
+
+def test_another_sites_form_cannot_plant_its_session_through_refresh(
+    context, live_server, user, clock, chromium
+):
+    # Login CSRF through refresh: the attacker's page posts the attacker's own refresh
+    # token; were the answer to set the cookie, the victim's next silent refresh would
+    # sign them in as the attacker.
+    page = open_demo(context, live_server)
+    log_in(page, user)
+    victims = refresh_cookie(context)["value"]
+    attacker = UserFactory(username="mallory", password=PASSWORD)
+    api = chromium[0].request.new_context(base_url=live_server.url)
+    login = api.post("/api/auth/token/", data={"username": attacker.username, "password": PASSWORD})
+    attackers_token = login.json()["refresh"]
+    api.dispose()
+
+    attackers_page(context, f"{live_server.url}/api/auth/token/refresh/", attackers_token)
+    evil = context.new_page()
+    with evil.expect_response(REFRESH_URL) as planted:
+        evil.goto(f"{EVIL}/")
+    assert planted.value.status == 200
+    # From a plain-HTTP page Chromium sends no Sec-Fetch-Site: the foreign Origin is
+    # what gives the request away.
+    assert planted.value.request.header_value("origin") == EVIL
+    assert "set-cookie" not in planted.value.headers
+    assert refresh_cookie(context)["value"] == victims
+    # The victim's next silent refresh still signs the victim in.
+    clock.shift(ACCESS_LIFETIME + timedelta(seconds=1))
+    call_me(page)
+    expect_me(page, "demo")
+
+
+def test_another_sites_form_cannot_log_the_browser_out(context, live_server, user):
+    page = open_demo(context, live_server)
+    log_in(page, user)
+    victims = refresh_cookie(context)["value"]
+    attackers_page(context, f"{live_server.url}/api/auth/logout/", "garbage")
+    evil = context.new_page()
+    with evil.expect_response(re.compile(r"/api/auth/logout/$")) as logout:
+        evil.goto(f"{EVIL}/")
+    # (Chromium reports a 204 that ends a navigation as 200; the server said 204.)
+    assert "set-cookie" not in logout.value.headers
+    assert refresh_cookie(context)["value"] == victims
+    assert TokenFamily.objects.get(user=user).revoked_at is None
+    call_me(page)
+    expect_me(page)
