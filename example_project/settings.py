@@ -6,12 +6,16 @@ environment:
 - ``DJANGO_SECRET_KEY``: required when debug is off.
 - ``DATABASE_URL`` (default SQLite in the project folder): ``postgres://…`` or ``mysql://…``.
 - ``REDIS_URL``: a shared cache; without it a file cache shared by the processes of
-  this machine is used (the access-token family check needs a cache all workers see).
+  this machine is used (the access-token family check needs a cache all workers see;
+  it is correct on the file cache too, whose add() is not atomic: see the README).
+- ``TRUSTED_PROXY_COUNT`` (default 0): how many reverse proxies in front of the demo
+  append to X-Forwarded-For; 0 ignores the header (the client's address is REMOTE_ADDR).
 - ``ACCESS_TOKEN_SECONDS`` (default 300): the access token lifetime; the browser demo
   uses a short one to show silent refreshes.
 - ``REUSE_GRACE_SECONDS`` (default 10): the grace period for retries; 0 turns it off.
-- ``REFRESH_TOKEN_TRANSPORT`` (default "auto"): how refresh tokens travel, "cookie",
-  "body", "both" or "auto" (see the README, "Browsers: the refresh cookie").
+- ``REFRESH_TOKEN_TRANSPORT`` (default "auto", the app's default): how refresh tokens
+  travel, "cookie", "body", "both" or "auto" (see the README, "Browsers: the refresh
+  cookie").
 """
 
 from __future__ import annotations
@@ -152,10 +156,12 @@ ROTATING_TOKENS = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=14),
     "FAMILY_LIFETIME": timedelta(days=30),
     "REUSE_GRACE_PERIOD": timedelta(seconds=int(os.environ.get("REUSE_GRACE_SECONDS", "10"))),
-    # "auto" (the app's default is "cookie"): browsers, which send Sec-Fetch-Site, get
-    # the refresh token in the HttpOnly cookie only; curl, scripts and apps get it in
-    # the JSON body as well, so the README's curl walk-through keeps working.
+    # "auto" (the app's default): browsers get the refresh token in the HttpOnly cookie
+    # only; curl, scripts and apps get it in the JSON body as well, so the README's
+    # curl walk-through keeps working.
     "TRANSPORT": os.environ.get("REFRESH_TOKEN_TRANSPORT", "auto"),
+    # 0: X-Forwarded-For is ignored, the client's address is REMOTE_ADDR.
+    "TRUSTED_PROXY_COUNT": int(os.environ.get("TRUSTED_PROXY_COUNT", "0")),
     # Secure is off only when DEBUG is on, so that the demo works over plain
     # http://127.0.0.1:8000; any deployment (DEBUG off) gets a Secure cookie.
     "REFRESH_COOKIE_SECURE": not DEBUG,

@@ -3,6 +3,7 @@ its technical 500 page (``ExceptionReporter``) with DEBUG off."""
 
 from __future__ import annotations
 
+import json
 import sys
 from contextlib import contextmanager
 from urllib.parse import urlencode
@@ -96,3 +97,61 @@ def test_logout_error_report_hides_the_token(client, user, client_info):
     (report,) = reports
     assert "Boom" in report
     assert pair.refresh.removeprefix("rtok_")[16:] not in report
+
+
+# Sentry -------------------------------------------------------------------------------
+
+# The deny list the README shows for Sentry's EventScrubber.
+SENTRY_DENYLIST_ADDITIONS = [
+    "refresh",
+    "raw_token",
+    "raw",
+    "raw_successor",
+    "parent_secret",
+    "body",
+    "plain",
+    "credentials",
+]
+
+
+def sentry_event(exc_info, denylist_additions):
+    """The event the Sentry SDK builds for this exception with local variables on,
+    after its EventScrubber (what leaves the process), without starting a client."""
+    pytest.importorskip("sentry_sdk")
+    from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
+    from sentry_sdk.utils import event_from_exception
+
+    options = {
+        "include_local_variables": True,
+        "include_source_context": False,
+        "max_value_length": 1024,
+    }
+    event, _hint = event_from_exception(exc_info, client_options=options)
+    EventScrubber(denylist=[*DEFAULT_DENYLIST, *denylist_additions]).scrub_event(event)
+    return event
+
+
+@pytest.mark.parametrize("scrubbed", [True, False], ids=["README deny list", "defaults only"])
+def test_sentry_event_of_a_failed_refresh_carries_no_token_with_the_readme_scrubber(
+    client, user, client_info, scrubbed
+):
+    pair = services.start_family(user, client_info)
+    captured = []
+
+    def capture(sender, request, **kwargs):
+        captured.append(sys.exc_info())
+
+    signals.token_rotated.connect(explode)
+    got_request_exception.connect(capture)
+    try:
+        client.post(REFRESH, {"refresh": pair.refresh}, format="json")
+    finally:
+        signals.token_rotated.disconnect(explode)
+        got_request_exception.disconnect(capture)
+    event = sentry_event(captured[0], SENTRY_DENYLIST_ADDITIONS if scrubbed else [])
+    text = json.dumps(event, default=str)
+    secret = pair.refresh.removeprefix("rtok_")[16:]
+    assert "raw_token" in text  # the frames and their variables are there
+    # The README's list hides every copy of the secret; Sentry's defaults alone do not,
+    # which is why the README asks for it.
+    assert (secret not in text) is scrubbed
