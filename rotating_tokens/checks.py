@@ -9,10 +9,11 @@ from django.core.checks import CheckMessage, Error, Info, Tags, Warning, registe
 
 from .conf import DEFAULTS, app_settings
 from .crypto import HASHERS
+from .middleware import COOKIE_MIDDLEWARE
+from .services import PROCESS_LOCAL_CACHES
 
 MAX_GRACE_PERIOD = timedelta(minutes=1)
 LIFETIMES = ("ACCESS_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME", "FAMILY_LIFETIME")
-PROCESS_LOCAL_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
 
 
 @register(Tags.security)
@@ -149,12 +150,12 @@ def check_family_state_cache(app_configs: Any = None, **kwargs: Any) -> list[Che
     if f"{backend.__module__}.{backend.__qualname__}" in PROCESS_LOCAL_CACHES:
         return [
             Warning(
-                f"FAMILY_STATE_CACHE {alias!r} is local to each process: with several "
-                "processes, a revoked family's access tokens keep working in the others "
-                "until FAMILY_STATE_CACHE_TIMEOUT passes.",
+                f"FAMILY_STATE_CACHE {alias!r} is local to each process, so it is not used: "
+                "every request with an access token reads its family from the database "
+                "(correct, one query slower). DRF's throttles keep their counts in it too: "
+                "with N processes a rate allows N times as many requests.",
                 hint="Use a cache all processes share (Redis, Memcached, the database, or "
-                "a file cache on one machine), or set FAMILY_STATE_CACHE to None to read "
-                "the database on every request.",
+                "a file cache on one machine).",
                 id="rotating_tokens.W003",
             )
         ]
@@ -199,7 +200,6 @@ def check_client_address(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 
 # The refresh cookie (E010-E019, W010-W019) ------------------------------------------
 
-COOKIE_MIDDLEWARE = "rotating_tokens.middleware.RefreshTokenCookieMiddleware"
 CSRF_MIDDLEWARE = "django.middleware.csrf.CsrfViewMiddleware"
 SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 SAMESITE_VALUES = ("strict", "lax", "none")

@@ -6,10 +6,12 @@ tests and nothing is frozen at import time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 DEFAULT_ACCESS_TOKEN_LIFETIME = timedelta(minutes=5)
 
@@ -36,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
     "PURGE_RETENTION": timedelta(days=7),
     "REVOKE_ON_PASSWORD_CHANGE": True,
     "MAX_FAMILIES_PER_USER": None,
+    # Projects' own rules (callables or dotted paths), see the README.
+    "ACCESS_TOKEN_CLAIMS": None,
+    "CHECK_LOGIN": None,
+    "SESSION_EXCHANGE_ENDS_SESSION": True,
     # The refresh cookie (rotating_tokens.middleware.RefreshTokenCookieMiddleware).
     "TRANSPORT": "auto",
     "REFRESH_COOKIE_NAME": None,
@@ -46,6 +52,12 @@ DEFAULTS: dict[str, Any] = {
 }
 
 TRANSPORTS = ("cookie", "body", "both", "auto")
+
+
+def _callable(value: Any) -> Any:
+    """A callable, or the dotted path of one (imported on use: settings are read live,
+    and the import system caches the module)."""
+    return import_string(value) if isinstance(value, str) else value
 
 
 class Settings:
@@ -143,6 +155,22 @@ class Settings:
     @property
     def MAX_FAMILIES_PER_USER(self) -> int | None:
         return self._get("MAX_FAMILIES_PER_USER")
+
+    @property
+    def ACCESS_TOKEN_CLAIMS(self) -> Callable[..., Mapping[str, Any]] | None:
+        """``(user, family) -> {claim: value}``: extra claims of every access token."""
+        return _callable(self._get("ACCESS_TOKEN_CLAIMS"))
+
+    @property
+    def CHECK_LOGIN(self) -> Callable[..., None] | None:
+        """``(request, user) -> None``, raising ``exceptions.LoginRefused`` to refuse a
+        password login that succeeded (email not verified, MFA required…)."""
+        return _callable(self._get("CHECK_LOGIN"))
+
+    @property
+    def SESSION_EXCHANGE_ENDS_SESSION(self) -> bool:
+        """``token/session/`` logs the Django session out once it has become tokens."""
+        return self._get("SESSION_EXCHANGE_ENDS_SESSION")
 
     @property
     def TRANSPORT(self) -> str:

@@ -49,6 +49,21 @@ class InvalidCredentials(exceptions.AuthenticationFailed):
     default_code = "invalid_credentials"
 
 
+class LoginRefused(exceptions.APIException):
+    """Raised by a ``CHECK_LOGIN`` hook to refuse a login whose password was right:
+    ``LoginRefused(_("Verify your email address first."), code="email_not_verified")``.
+    The answer is ``{"detail", "code"}`` with ``status`` (403 by default)."""
+
+    status_code: int = status.HTTP_403_FORBIDDEN
+    default_detail = _("This account cannot log in.")
+    default_code = "login_refused"
+
+    def __init__(self, detail: Any = None, code: str | None = None, *, status: int | None = None):
+        super().__init__(detail, code)
+        if status is not None:
+            self.status_code = status
+
+
 class ServiceUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = _("The service is temporarily unavailable. Please try again.")

@@ -39,6 +39,7 @@ from rest_framework.request import Request
 
 from .conf import app_settings
 
+COOKIE_MIDDLEWARE = f"{__name__}.RefreshTokenCookieMiddleware"
 # Views say which endpoint they are with this class attribute ("obtain", "refresh",
 # "logout"), so subclasses and projects that mount the views elsewhere keep working.
 ROLE_ATTRIBUTE = "refresh_cookie_role"
@@ -53,7 +54,8 @@ ACCEPTED_CONTENT_TYPES = ("", "application/json", "application/x-www-form-urlenc
 class _CookieState:
     role: str
     value: str | None
-    # Another site's page started the request: the cookie is neither set nor deleted.
+    # Another site's page started the request: the cookie is never deleted (nor set:
+    # deliver_refresh_token asks again).
     foreign: bool = False
 
 
@@ -103,23 +105,42 @@ class RefreshTokenCookieMiddleware:
         state: _CookieState | None = getattr(request, _STATE_ATTRIBUTE, None)
         if (
             state is None
-            or state.foreign
             or state.role not in ("obtain", "refresh")
             or response.status_code != status.HTTP_200_OK
             or not isinstance(getattr(response, "data", None), Mapping)
-            or not response.data.get("refresh")
         ):
             return response
-        data = dict(response.data)
-        expires_at = parse_datetime(str(data.get("refresh_expires_at", "")))
-        set_refresh_cookie(response, data["refresh"], expires_at, request=request)
-        if not body_carries_token(request):
-            del data["refresh"]
-        response.data = data
-        if state.role == "obtain":
-            # The csrftoken cookie the page echoes in X-CSRFToken when it refreshes.
-            get_token(request)
+        response.data = deliver_refresh_token(
+            request, response, response.data, login=state.role == "obtain"
+        )
         return response
+
+
+def deliver_refresh_token(
+    request: HttpRequest, response: HttpResponseBase, data: Mapping[str, Any], *, login: bool
+) -> dict[str, Any]:
+    """Put the refresh token of a token answer where this client keeps it, and return
+    the body to send: the cookie for a browser (without ``refresh`` in the body), the
+    body (and a cookie it ignores) for any other client, as ``TRANSPORT`` says.
+
+    Another site's request gets neither cookie nor change (see the module docstring).
+    ``login``: also make sure the ``csrftoken`` cookie is set, which the page echoes in
+    ``X-CSRFToken`` when it refreshes by cookie.
+    """
+    data = dict(data)
+    if (
+        app_settings.TRANSPORT == "body"
+        or not data.get("refresh")
+        or started_by_another_site(request)
+    ):
+        return data
+    expires_at = parse_datetime(str(data.get("refresh_expires_at", "")))
+    set_refresh_cookie(response, data["refresh"], expires_at, request=request)
+    if not body_carries_token(request):
+        del data["refresh"]
+    if login:
+        get_token(request)
+    return data
 
 
 def _has_unsupported_body(request: HttpRequest) -> bool:

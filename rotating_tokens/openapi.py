@@ -43,6 +43,7 @@ ACCESS_TOKEN_CODES = (
     "user_not_found",
     "user_inactive",
     "password_changed",
+    "token_invalid",
     "token_revoked",
 )
 REFRESH_CODES = ("token_missing", "token_invalid", "token_revoked", "token_expired", "token_reused")
@@ -197,8 +198,40 @@ class ObtainTokenViewSchema(OpenApiViewExtension):
                     401: error(
                         "The credentials are not those of an active user.", "invalid_credentials"
                     ),
-                    **CSRF_FAILED,
+                    403: error(
+                        "Another site's page sent the login without passing Django's CSRF "
+                        "check, or the project's `CHECK_LOGIN` refused the user (with a code "
+                        "of its own, `login_refused` by default).",
+                        "csrf_failed",
+                        "login_refused",
+                    ),
                     **THROTTLED,
+                },
+                auth=[],
+            ),
+        )
+
+
+class SessionTokenViewSchema(OpenApiViewExtension):
+    target_class = "rotating_tokens.views.SessionTokenView"
+
+    def view_replacement(self) -> type[APIView]:
+        return described(
+            self.target,
+            post=extend_schema(
+                operation_id="token_from_session",
+                summary="Exchange a Django session for tokens",
+                description="Start a token family for the user of the authenticated Django "
+                "session (the login page, the admin, django-allauth), with Django's CSRF "
+                "token in `X-CSRFToken`. The session is then logged out, unless "
+                "`SESSION_EXCHANGE_ENDS_SESSION` is off.",
+                tags=[TAG],
+                request=None,
+                responses={
+                    200: TOKEN_PAIR,
+                    **COMMON_ERRORS,
+                    401: error("No authenticated session.", "not_authenticated"),
+                    403: error("Django's CSRF check failed.", "csrf_failed"),
                 },
                 auth=[],
             ),
@@ -250,6 +283,7 @@ class LogoutViewSchema(OpenApiViewExtension):
                     204: OpenApiResponse(description="Done."),
                     **COMMON_ERRORS,
                     **CSRF_FAILED,
+                    **THROTTLED,
                 },
                 auth=[],
             ),

@@ -18,6 +18,7 @@ from datetime import timezone as dt_timezone
 from typing import TYPE_CHECKING, Any
 
 from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -299,6 +300,14 @@ def _token_pair(
 ) -> TokenPair:
     access = AccessToken.for_user(user)
     access[app_settings.FAMILY_CLAIM] = str(family.pk)
+    add_claims = app_settings.ACCESS_TOKEN_CLAIMS
+    if add_claims is not None:
+        for name, value in add_claims(user, family).items():
+            if name in _reserved_claims():
+                raise ImproperlyConfigured(
+                    f"ACCESS_TOKEN_CLAIMS returned the claim {name!r}, which the app sets itself."
+                )
+            access[name] = value
     # An access token never outlives its family.
     lifetime = min(app_settings.ACCESS_TOKEN_LIFETIME, family.expires_at - now)
     access.set_iat(at_time=now)
@@ -310,6 +319,24 @@ def _token_pair(
         refresh_expires_at=token.expires_at,
         family=family,
     )
+
+
+def _reserved_claims() -> set[str]:
+    from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
+
+    return {
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "iss",
+        "aud",
+        "cnf",
+        simplejwt_settings.TOKEN_TYPE_CLAIM,
+        simplejwt_settings.USER_ID_CLAIM,
+        simplejwt_settings.JTI_CLAIM,
+        app_settings.FAMILY_CLAIM,
+    }
 
 
 # Revocation ------------------------------------------------------------------------
@@ -484,9 +511,26 @@ def _tombstone_timeout() -> float:
     )
 
 
+# Caches whose entries only the process that wrote them can see.
+PROCESS_LOCAL_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
+
+
 def _state_cache() -> BaseCache | None:
+    """The cache of family states, or None to read the database on every request.
+
+    A process-local cache (Django's default LocMemCache) is never used: with several
+    processes, one that cached a family's state would not see its revocation by
+    another until the entry expired. The database is slower but never stale, so a
+    project that has not set up a shared cache is still safe (``W003`` on deploy).
+    """
     alias = app_settings.FAMILY_STATE_CACHE
-    return caches[alias] if alias else None
+    if not alias:
+        return None
+    cache = caches[alias]
+    backend = type(cache)
+    if f"{backend.__module__}.{backend.__qualname__}" in PROCESS_LOCAL_CACHES:
+        return None
+    return cache
 
 
 def _state_key(family_id: Any) -> str:

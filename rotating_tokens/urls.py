@@ -9,6 +9,7 @@ app_name = "rotating_tokens"
 urlpatterns = [
     path("token/", views.ObtainTokenView.as_view(), name="obtain"),
     path("token/refresh/", views.RefreshTokenView.as_view(), name="refresh"),
+    path("token/session/", views.SessionTokenView.as_view(), name="session-exchange"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("logout/all/", views.LogoutAllView.as_view(), name="logout-all"),
     path("sessions/", views.SessionListView.as_view(), name="sessions"),

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth import authenticate, user_logged_in
+from django.conf import settings
+from django.contrib.auth import authenticate, logout, user_logged_in
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, InterfaceError
+from django.http import HttpRequest, JsonResponse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from rest_framework import status
-from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed, NotFound
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+from rest_framework.exceptions import AuthenticationFailed, NotFound, PermissionDenied
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -33,7 +37,7 @@ from .exceptions import (
     TokenMissing,
     exception_handler,
 )
-from .middleware import refresh_token_from_cookie
+from .middleware import COOKIE_MIDDLEWARE, deliver_refresh_token, refresh_token_from_cookie
 from .models import RevokeReason, TokenFamily
 from .parsers import TOKEN_ENDPOINT_PARSERS
 from .serializers import (
@@ -43,6 +47,9 @@ from .serializers import (
     TokenPairSerializer,
 )
 from .throttling import OptionalScopedRateThrottle
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
 
 
 class TokenAPIView(APIView):
@@ -87,6 +94,36 @@ class TokenAPIView(APIView):
         return raw
 
 
+# Issuing tokens from a project's own views --------------------------------------------
+
+
+def issue_tokens(request: HttpRequest | Request, user: AbstractBaseUser) -> services.TokenPair:
+    """Log ``user`` in with tokens, after the project authenticated them some other way
+    (a social login, an MFA step, a magic link): a new family, as ``token/`` starts.
+
+    The request gives the client's address and user agent (recorded on the family and
+    compared by the grace period). Answer with ``token_response(request, pair)``. This
+    sends no ``user_logged_in``: the project's own login already did, or should.
+    """
+    return services.start_family(user, client_from_request(request))
+
+
+def token_response(request: HttpRequest | Request, pair: services.TokenPair) -> JsonResponse:
+    """The answer ``token/`` gives for ``pair``, from any view, DRF or plain Django: the
+    same JSON body, ``Cache-Control: no-store``, and, as ``TRANSPORT`` says, the refresh
+    token in the HttpOnly cookie (out of a browser's body) with the ``csrftoken`` cookie
+    the page needs to refresh by cookie. Another site's request gets no cookie."""
+    django_request: HttpRequest = getattr(request, "_request", request)
+    data: Mapping[str, Any] = TokenPairSerializer(pair).data
+    response = JsonResponse({})
+    if COOKIE_MIDDLEWARE in settings.MIDDLEWARE:
+        # Without the middleware no refresh could read the cookie: the body keeps it.
+        data = deliver_refresh_token(django_request, response, data, login=True)
+    response.content = json.dumps(data, cls=DjangoJSONEncoder).encode()
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 class TokenResponseMixin:
     def get_token_response(self, pair: services.TokenPair) -> Response:
         """The 200 answer of obtain and refresh. Override to add fields."""
@@ -126,8 +163,47 @@ class ObtainTokenView(TokenResponseMixin, TokenAPIView):
         # Unknown user, wrong password and inactive user look the same from outside.
         if user is None or not user.is_active:
             raise InvalidCredentials
+        self.check_login(request, user)
         pair = services.start_family(user, client_from_request(request))
         user_logged_in.send(sender=user.__class__, request=request._request, user=user)
+        return self.get_token_response(pair)
+
+    def check_login(self, request: Request, user: AbstractBaseUser) -> None:
+        """Refuse a login whose password was right: raise ``exceptions.LoginRefused``.
+        Calls ``CHECK_LOGIN``; override to add rules of the view's own."""
+        check = app_settings.CHECK_LOGIN
+        if check is not None:
+            check(request, user)
+
+
+class _SessionAuthentication(SessionAuthentication):
+    """DRF's session authentication, whose CSRF failure answers with our code."""
+
+    def enforce_csrf(self, request: Request) -> None:
+        try:
+            super().enforce_csrf(request)
+        except PermissionDenied as exc:
+            raise PermissionDenied(detail=str(exc.detail), code="csrf_failed") from None
+
+
+class SessionTokenView(TokenResponseMixin, TokenAPIView):
+    """``POST token/session/``: exchange an authenticated Django session (Django's login
+    page, the admin, django-allauth's views, a social login callback) for a token
+    family; the same answer as ``token/``.
+
+    Needs the session and Django's CSRF check, so another site's page cannot mint
+    tokens for a visitor. With ``SESSION_EXCHANGE_ENDS_SESSION`` (the default) the
+    session is logged out once it has become tokens: one credential, not two."""
+
+    authentication_classes = (_SessionAuthentication,)
+    permission_classes = (IsAuthenticated,)
+    refresh_cookie_role = "obtain"
+
+    def post(self, request: Request) -> Response:
+        user = request.user
+        pair = issue_tokens(request, user)  # type: ignore[arg-type]  # IsAuthenticated: a real user
+        if app_settings.SESSION_EXCHANGE_ENDS_SESSION:
+            logout(request._request)
         return self.get_token_response(pair)
 
 

@@ -11,6 +11,7 @@ from unittest import mock
 
 import pytest
 from django.core.cache import caches
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -113,7 +114,9 @@ def test_access_token_with_another_users_family_is_refused(api_client, user, cli
     _assert_refused(_me(api_client, _borrowing_token(user, victims_family)), "token_revoked")
 
 
-def test_family_owner_is_checked_from_the_cached_state_too(api_client, user, client_info):
+def test_family_owner_is_checked_from_the_cached_state_too(
+    api_client, user, client_info, shared_cache
+):
     victim = services.start_family(UserFactory(), client_info)
     assert _me(api_client, victim.access).status_code == 200  # the state is now cached
     with CaptureQueriesContext(connection) as queries:
@@ -172,11 +175,25 @@ def test_access_token_dies_with_its_family_expiry(api_client, time_machine, user
     assert _me(api_client, late.access).status_code == 401
 
 
-def test_cached_family_state_saves_the_query(api_client, login, django_assert_num_queries):
+def test_cached_family_state_saves_the_query(
+    api_client, login, shared_cache, django_assert_num_queries
+):
     with django_assert_num_queries(2):  # the family, then the user
         assert _me(api_client, login.access).status_code == 200
     with django_assert_num_queries(1):  # the user only
         assert _me(api_client, login.access).status_code == 200
+
+
+def test_process_local_cache_is_not_used_for_family_state(
+    api_client, login, settings, django_assert_num_queries
+):
+    # LocMemCache (Django's default): each gunicorn worker would keep its own copy,
+    # blind to a revocation made in another. The database answers instead.
+    assert settings.CACHES["default"]["BACKEND"].endswith("LocMemCache")
+    for _ in range(2):
+        with django_assert_num_queries(2):  # the family, then the user, every time
+            assert _me(api_client, login.access).status_code == 200
+    assert not caches["default"].get(f"rotating_tokens:family:{login.family.pk}")
 
 
 @override_settings(ROTATING_TOKENS={"FAMILY_STATE_CACHE": None})
@@ -213,11 +230,14 @@ def _redis_url() -> str:
     return url
 
 
-@pytest.fixture(params=["locmem", "file", "redis"])
+@pytest.fixture(params=["file", "redis", "database"])
 def any_cache(request, settings, tmp_path):
-    """The family-state cache on each kind of backend the app accepts."""
+    """The family-state cache on each kind of shared backend."""
     backends = {
-        "locmem": lambda: {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "database": lambda: {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "rotating_tokens_test_cache",
+        },
         # FileBasedCache.add() is has_key() then set(): not atomic.
         "file": lambda: {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
@@ -231,8 +251,25 @@ def any_cache(request, settings, tmp_path):
     }
     settings.CACHES = {**settings.CACHES, "state": backends[request.param]()}
     settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+    if request.param == "database":
+        call_command("createcachetable", "state", verbosity=0)
     yield caches["state"]
-    caches["state"].clear()
+    if request.param != "database":  # the table went with the test's transaction
+        caches["state"].clear()
+
+
+@pytest.fixture
+def shared_cache(settings, tmp_path):
+    """A family-state cache the app uses (a file cache: LocMemCache is not used)."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "state": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "state-cache"),
+        },
+    }
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+    return caches["state"]
 
 
 def test_revocation_racing_a_cache_fill_is_not_undone(

@@ -3,8 +3,12 @@ from django.urls import include, path
 
 from example_project.demo.views import MeView
 
+from .own_views import DrfLoginView, plain_login_view
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/", include("rotating_tokens.urls")),
     path("api/me/", MeView.as_view(), name="me"),
+    path("own/drf-login/", DrfLoginView.as_view(), name="own-drf-login"),
+    path("own/plain-login/", plain_login_view, name="own-plain-login"),
 ]

@@ -1,0 +1,34 @@
+"""A project's own login views, as the README's "Issuing tokens from your own views"
+shows: one DRF view, one plain Django view. The "authentication" here (a username in
+the body) stands for whatever the project does: a social login, an MFA step."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from rotating_tokens.views import issue_tokens, token_response
+
+
+class DrfLoginView(APIView):
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+
+    def post(self, request: Request) -> Response | HttpResponse:
+        user = get_user_model().objects.get(username=request.data["username"])
+        return token_response(request, issue_tokens(request, user))
+
+
+@csrf_exempt
+@require_POST
+def plain_login_view(request: HttpRequest) -> HttpResponse:
+    user = get_user_model().objects.get(username=json.loads(request.body)["username"])
+    return token_response(request, issue_tokens(request, user))
