@@ -36,6 +36,7 @@ from rest_framework import status
 from rest_framework.authentication import CSRFCheck
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
+from rest_framework.utils.mediatypes import media_type_matches
 
 from .conf import app_settings
 
@@ -46,8 +47,7 @@ ROLE_ATTRIBUTE = "refresh_cookie_role"
 _STATE_ATTRIBUTE = "_rotating_tokens_cookie"
 # Sec-Fetch-Site values of a request started by another site's page.
 _FOREIGN_SITES = ("cross-site", "same-site")
-# The bodies the token endpoints parse (views.TokenAPIView.parser_classes).
-ACCEPTED_CONTENT_TYPES = ("", "application/json", "application/x-www-form-urlencoded")
+ANOTHER_SITE = "another site's page started this request."
 
 
 @dataclass
@@ -93,11 +93,11 @@ class RefreshTokenCookieMiddleware:
         setattr(request, _STATE_ATTRIBUTE, state)
         if role == "obtain" and foreign:
             # Login CSRF: a form on another site could log the browser into the
-            # attacker's account, and the cookie would keep it there. A login from
-            # another site's page must pass the CSRF check (trusted origin and token).
-            reason = csrf_failure_reason(request)
-            if reason:
-                return csrf_failed_response(reason)
+            # attacker's account. Django's CSRF check could only fail here (the Origin
+            # is not trusted, by definition of "another site"), and it would read the
+            # body for a form token first, which a hostile body can make fail with an
+            # HTML 400 or a 500: refuse without reading anything.
+            return csrf_failed_response(ANOTHER_SITE)
         return None
 
     def process_template_response(self, request: HttpRequest, response: Any) -> Any:
@@ -144,15 +144,21 @@ def deliver_refresh_token(
 
 
 def _has_unsupported_body(request: HttpRequest) -> bool:
-    """A body the views will refuse with 415. An empty one is no body, whatever its
-    content type (wsgiref says text/plain when a bodiless fetch() says nothing):
-    DRF reads no body when CONTENT_LENGTH is absent or 0, and neither does this."""
-    if request.content_type in ACCEPTED_CONTENT_TYPES:
-        return False
+    """A body the views will refuse with 415, found as DRF finds it (so a wildcard
+    content type that DRF would parse as JSON counts as JSON here too). An empty body
+    is no body, whatever its content type (wsgiref says text/plain when a bodiless
+    fetch() says nothing): DRF reads none when CONTENT_LENGTH is absent or 0."""
+    from .parsers import TOKEN_ENDPOINT_PARSERS
+
     try:
-        return int(request.META.get("CONTENT_LENGTH") or 0) > 0
+        if int(request.META.get("CONTENT_LENGTH") or 0) <= 0:
+            return False
     except ValueError:
         return False
+    content_type = request.META.get("CONTENT_TYPE", "")
+    return not any(
+        media_type_matches(parser.media_type, content_type) for parser in TOKEN_ENDPOINT_PARSERS
+    )
 
 
 def started_by_another_site(request: HttpRequest) -> bool:
@@ -314,7 +320,9 @@ def refresh_token_from_cookie(request: Request) -> str | None:
     state: _CookieState | None = getattr(request._request, _STATE_ATTRIBUTE, None)
     if state is None or not state.value:
         return None
-    reason = csrf_failure_reason(request)
+    # Another site's request may not use the cookie, whatever token it echoes: its
+    # answer would not replace the cookie it used up.
+    reason = ANOTHER_SITE if state.foreign else csrf_failure_reason(request)
     if reason:
         raise PermissionDenied(detail=f"CSRF Failed: {reason}", code="csrf_failed")
     return state.value

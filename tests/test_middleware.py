@@ -455,3 +455,66 @@ def test_default_path_is_read_from_the_urlconf(settings):
     assert refresh_cookie_path() == "/api/auth/"
     settings.ROOT_URLCONF = "tests.urls_mounted_elsewhere"
     assert refresh_cookie_path() == "/accounts/v2/"
+
+
+# Hostile requests from another site (found by attacking the example project) -------------
+
+
+def _foreign_login_headers(browser) -> dict[str, str]:
+    browser.cookies["csrftoken"] = "A" * 32
+    return {"HTTP_SEC_FETCH_SITE": "cross-site"}  # and no Origin: not a real browser
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/x-www-form-urlencoded; charset=latin-1", "username=x&password=y"),
+        ("application/x-www-form-urlencoded; charset=rot13", "username=x&password=y"),
+        ("application/x-www-form-urlencoded", "&".join(f"f{i}=x" for i in range(2000))),
+        ("application/x-www-form-urlencoded", "x=" + "y" * (3 << 20)),
+    ],
+    ids=["latin-1", "unknown charset", "too many fields", "too large"],
+)
+def test_foreign_login_is_refused_without_reading_the_body(
+    cookie_mode, browser, content_type, body
+):
+    # Django's CSRF check would read the form for a token first, and such bodies make
+    # that read fail: a 500, or Django's HTML 400.
+    response = browser.post(
+        OBTAIN, body, content_type=content_type, **_foreign_login_headers(browser)
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "csrf_failed"
+    assert not TokenFamily.objects.exists()
+
+
+@pytest.mark.parametrize("content_type", ["*/*", "application/*", "*/x-www-form-urlencoded"])
+def test_foreign_login_with_a_wildcard_content_type_is_refused(
+    cookie_mode, browser, user, password, content_type
+):
+    # DRF parses a body whose client-sent content type is a wildcard: the login CSRF
+    # check must not take it for a body the view refuses.
+    response = browser.post(
+        OBTAIN,
+        f'{{"username": "{user.username}", "password": "{password}"}}',
+        content_type=content_type,
+        **FOREIGN["cross-site"],
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "csrf_failed"
+    assert not TokenFamily.objects.exists()
+
+
+def test_foreign_request_cannot_use_the_cookie_even_with_the_csrf_token(
+    cookie_mode, browser, user, password
+):
+    login(browser, user, password)
+    response = browser.post(
+        REFRESH,
+        HTTP_SEC_FETCH_SITE="cross-site",
+        content_type="application/json",
+        **csrf_header(browser),
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "csrf_failed"
+    assert not TokenFamily.objects.get().tokens.filter(used_at__isnull=False).exists()
