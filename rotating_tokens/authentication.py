@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 
+from . import legacy
 from .conf import app_settings
 from .services import family_allows_access, set_current_family
 
@@ -37,6 +39,8 @@ class AccessTokenAuthentication(JWTAuthentication):
             return token
         family_id = token.get(app_settings.FAMILY_CLAIM)
         if family_id is None:
+            if legacy.accepting(timezone.now()):
+                return token  # a simplejwt access token, while the project migrates
             # Not one of ours (an old simplejwt token, say): it has no family that
             # could have ended, so "this session has ended" would be untrue.
             raise AuthenticationFailed(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -78,6 +78,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         errors.extend(_check_access_token_lifetime(user_settings))
     errors.extend(_check_hash_key_fallbacks())
     errors.extend(_check_trusted_proxy_count())
+    errors.extend(_check_accept_simplejwt_until())
     if _is_set(user_settings, "FAMILY_STATE_CACHE") or app_settings.FAMILY_STATE_CACHE:
         errors.extend(_check_family_state_cache_alias())
     return errors
@@ -125,6 +126,19 @@ def _check_trusted_proxy_count() -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def _check_accept_simplejwt_until() -> list[CheckMessage]:
+    until = app_settings.ACCEPT_SIMPLEJWT_UNTIL
+    if until is None or (isinstance(until, datetime) and until.tzinfo is not None):
+        return []
+    return [
+        Error(
+            "ACCEPT_SIMPLEJWT_UNTIL must be None or an aware datetime.",
+            hint="For example datetime(2027, 3, 1, tzinfo=timezone.utc).",
+            id="rotating_tokens.E009",
+        )
+    ]
 
 
 def _check_family_state_cache_alias() -> list[CheckMessage]:

@@ -7,7 +7,7 @@ tests and nothing is frozen at import time.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "ACCESS_TOKEN_CLAIMS": None,
     "CHECK_LOGIN": None,
     "SESSION_EXCHANGE_ENDS_SESSION": True,
+    # Migrating from djangorestframework-simplejwt (legacy.py): an aware datetime.
+    "ACCEPT_SIMPLEJWT_UNTIL": None,
     # The refresh cookie (rotating_tokens.middleware.RefreshTokenCookieMiddleware).
     "TRANSPORT": "auto",
     "REFRESH_COOKIE_NAME": None,
@@ -171,6 +173,12 @@ class Settings:
     def SESSION_EXCHANGE_ENDS_SESSION(self) -> bool:
         """``token/session/`` logs the Django session out once it has become tokens."""
         return self._get("SESSION_EXCHANGE_ENDS_SESSION")
+
+    @property
+    def ACCEPT_SIMPLEJWT_UNTIL(self) -> datetime | None:
+        """Until then, simplejwt refresh tokens are exchanged for families and simplejwt
+        access tokens without a family are accepted (see legacy.py)."""
+        return self._get("ACCEPT_SIMPLEJWT_UNTIL")
 
     @property
     def TRANSPORT(self) -> str:

@@ -168,3 +168,26 @@ class RefreshToken(models.Model):
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at <= now
+
+
+class ConvertedToken(models.Model):
+    """A djangorestframework-simplejwt refresh token that was exchanged for a family
+    while the project migrated (``ACCEPT_SIMPLEJWT_UNTIL``). Its ``jti`` is unique, so
+    the exchange happens once; presented again, the token is reuse."""
+
+    jti = models.CharField(_("JWT id"), max_length=255, unique=True, editable=False)
+    family = models.ForeignKey(
+        TokenFamily,
+        on_delete=models.CASCADE,
+        null=True,
+        related_name="converted_tokens",
+        verbose_name=_("family"),
+    )
+    converted_at = models.DateTimeField(_("converted"))
+
+    class Meta:
+        verbose_name = _("converted simplejwt token")
+        verbose_name_plural = _("converted simplejwt tokens")
+
+    def __str__(self) -> str:
+        return f"simplejwt token {self.jti}"

@@ -15,16 +15,18 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
+from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from . import signals
+from . import legacy, signals
 from .conf import app_settings
 from .crypto import (
     MalformedToken,
@@ -37,7 +39,7 @@ from .crypto import (
     verify_secret,
 )
 from .exceptions import TokenExpired, TokenInvalid, TokenReused, TokenRevoked
-from .models import RefreshToken, RevokeReason, TokenFamily
+from .models import ConvertedToken, RefreshToken, RevokeReason, TokenFamily
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -128,6 +130,8 @@ def rotate(raw_token: object, client: Client, *, now: datetime | None = None) ->
     try:
         parsed = parse_token(raw_token)
     except MalformedToken:
+        if legacy.accepting(now) and legacy.looks_like_jwt(raw_token):
+            return _convert_simplejwt_token(raw_token, client, now)  # type: ignore[arg-type]
         raise TokenInvalid from None
     db = router.db_for_write(RefreshToken)
     token = _find_token(parsed, db)
@@ -178,6 +182,48 @@ def rotate(raw_token: object, client: Client, *, now: datetime | None = None) ->
     return _token_pair(family.user, family, successor, raw_successor, now)
 
 
+def _convert_simplejwt_token(raw: str, client: Client, now: datetime) -> TokenPair:
+    """Exchange a djangorestframework-simplejwt refresh token for a new family, once
+    (see legacy.py). Its ``jti`` is claimed with an INSERT into a unique column before
+    the family is started, so of N requests presenting it at once exactly one converts
+    it: the others wait for that row, fail on it, and are reuse. Presented again
+    later, it is reuse too: the family it started is revoked."""
+    simple = legacy.verify_refresh(raw)
+    user_model = get_user_model()
+    user = (
+        user_model._default_manager.filter(**{simplejwt_settings.USER_ID_FIELD: simple.user_id})
+        .order_by()
+        .first()
+    )
+    if user is None:
+        raise TokenInvalid
+    db = router.db_for_write(ConvertedToken)
+    if ConvertedToken.objects.using(db).filter(jti=simple.jti).exists():
+        _reuse_of_converted_token(simple.jti, client, now, db)
+    if not user.is_active or legacy.is_blacklisted(simple.jti):
+        raise TokenRevoked
+    try:
+        with transaction.atomic(using=db):
+            claim = ConvertedToken.objects.using(db).create(jti=simple.jti, converted_at=now)
+            pair = start_family(user, client, now=now)
+            claim.family = pair.family
+            claim.save(using=db, update_fields=["family"])
+            legacy.blacklist(raw)
+    except IntegrityError:
+        # Another request converted it between our check and our INSERT.
+        _reuse_of_converted_token(simple.jti, client, now, db)
+    return pair
+
+
+def _reuse_of_converted_token(jti: str, client: Client, now: datetime, db: str) -> NoReturn:
+    converted = (
+        ConvertedToken.objects.using(db).select_related("family__user").filter(jti=jti).first()
+    )
+    if converted is not None and converted.family is not None:
+        _reuse_detected(converted.family, None, client, now)
+    raise TokenReused
+
+
 def _find_token(parsed: ParsedToken, db: str) -> RefreshToken | None:
     """The token with this lookup key, its family and user, in one query, if the
     secret matches (compared in constant time)."""
@@ -210,9 +256,17 @@ def _retry_or_reuse(
         if raw is not None:
             return _token_pair(family.user, family, successor, raw, now)
 
+    _reuse_detected(family, token, client, now)
+    raise TokenReused
+
+
+def _reuse_detected(
+    family: TokenFamily, token: RefreshToken | None, client: Client, now: datetime
+) -> None:
+    """Revoke ``family``, whose token (``None``: a converted simplejwt token) was
+    presented again. Every attempt is logged; the signal goes out once per family,
+    from the request that revoked it (N racing replays must not send N alerts)."""
     revoked_now = revoke_family(family, RevokeReason.REUSE_DETECTED, now=now)
-    # Every attempt is logged; the signal goes out once per family, from the request
-    # that revoked it (N racing replays must not send N security alerts).
     logger.warning(
         "Refresh token reuse detected: family %s revoked (ip=%s, user agent=%r).",
         family.pk,
@@ -228,7 +282,6 @@ def _retry_or_reuse(
             ip_address=client.ip_address,
             user_agent=client.user_agent,
         )
-    raise TokenReused
 
 
 def _successor_for_retry(
@@ -322,8 +375,6 @@ def _token_pair(
 
 
 def _reserved_claims() -> set[str]:
-    from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
-
     return {
         "exp",
         "iat",
@@ -498,8 +549,6 @@ def _tombstone_timeout() -> float:
     """Long enough that no access token issued before the revocation is still
     alive when the tombstone goes (a minute of margin for simplejwt's LEEWAY and
     clock skew), and no shorter than a cached state can live."""
-    from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
-
     leeway = simplejwt_settings.LEEWAY
     leeway = leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway or 0)
     return (

@@ -17,7 +17,8 @@ token_rotated = Signal()
 
 # A refresh token was presented again after it had been used, outside the grace
 # rules: it was stolen or replayed. The family is already revoked.
-# Arguments: family, user, token (the reused RefreshToken), ip_address, user_agent.
+# Arguments: family, user, token (the reused RefreshToken; None for a simplejwt token
+# converted by legacy.py and presented again), ip_address, user_agent.
 token_reuse_detected = Signal()
 
 # A family was revoked: its refresh tokens and its access tokens stop working.

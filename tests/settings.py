@@ -17,6 +17,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "rest_framework",
+    # As in a project migrating from simplejwt (tests/test_legacy.py).
+    "rest_framework_simplejwt.token_blacklist",
     "rotating_tokens",
 ]
 MIDDLEWARE = [

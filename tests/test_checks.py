@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.core.checks import Error, Info, Tags, Warning, run_checks
@@ -84,6 +84,8 @@ def test_missing_setting_uses_the_defaults_cleanly():
         ({"HASH_KEY_FALLBACKS": ["old-key", ""]}, "rotating_tokens.E007"),
         ({"TRUSTED_PROXY_COUNT": -1}, "rotating_tokens.E008"),
         ({"TRUSTED_PROXY_COUNT": "1"}, "rotating_tokens.E008"),
+        ({"ACCEPT_SIMPLEJWT_UNTIL": datetime(2027, 3, 1)}, "rotating_tokens.E009"),
+        ({"ACCEPT_SIMPLEJWT_UNTIL": "2027-03-01"}, "rotating_tokens.E009"),
         ({"FAMILY_STATE_CACHE": "sessions"}, "rotating_tokens.E006"),
         ({"REUSE_GRACE_PERIOD": timedelta(minutes=1, seconds=1)}, "rotating_tokens.W001"),
         (

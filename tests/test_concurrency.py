@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 
 from rotating_tokens import services, signals
 from rotating_tokens.exceptions import TokenError
@@ -107,3 +108,23 @@ def test_simultaneous_refreshes_from_many_clients_rotate_once(login):
     assert set(results) - set(winners) <= {"token_reused", "token_revoked"}, results
     assert _successors(login) == 1
     assert TokenFamily.objects.get().revoke_reason == RevokeReason.REUSE_DETECTED
+
+
+def test_simultaneous_presentations_of_a_simplejwt_token_convert_it_once(user, settings):
+    from rest_framework_simplejwt.tokens import RefreshToken as SimpleJWTRefreshToken
+
+    from rotating_tokens.models import ConvertedToken
+
+    settings.ROTATING_TOKENS = {
+        **settings.ROTATING_TOKENS,
+        "ACCEPT_SIMPLEJWT_UNTIL": timezone.now() + timedelta(days=30),
+    }
+    simple = str(SimpleJWTRefreshToken.for_user(user))
+    clients = [Client("198.51.100.1", "pytest-client/1.0")] * THREADS
+    results = _race(simple, clients)
+    winners = [r for r in results if r.startswith("rtok_")]
+    assert len(winners) == 1, results
+    assert set(results) - set(winners) == {"token_reused"}, results
+    assert ConvertedToken.objects.count() == 1
+    family = TokenFamily.objects.get()
+    assert family.revoke_reason == RevokeReason.REUSE_DETECTED

@@ -1,0 +1,90 @@
+"""Accepting djangorestframework-simplejwt tokens while a project migrates.
+
+Until ``ACCEPT_SIMPLEJWT_UNTIL``, ``token/refresh/`` exchanges a still-valid simplejwt
+refresh token (signed with the project's ``SIMPLE_JWT`` settings) for a token family,
+once (``services.rotate``), and ``AccessTokenAuthentication`` accepts simplejwt access
+tokens that carry no family claim (they expire within minutes). Clients that read
+``refresh`` from the body change nothing: their next refresh returns one of ours.
+
+This module only recognises and verifies simplejwt tokens; nothing here writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.apps import apps
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken
+from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
+
+from .conf import app_settings
+from .exceptions import TokenExpired, TokenInvalid
+
+BLACKLIST_APP = "rest_framework_simplejwt.token_blacklist"
+
+
+@dataclass(frozen=True)
+class SimpleJWTRefresh:
+    """A verified simplejwt refresh token: who it is for, and its id."""
+
+    jti: str
+    user_id: Any
+
+
+def accepting(now: datetime) -> bool:
+    """Whether simplejwt tokens are still accepted at ``now``."""
+    until = app_settings.ACCEPT_SIMPLEJWT_UNTIL
+    return until is not None and now < until
+
+
+def looks_like_jwt(raw: object) -> bool:
+    """Three dot-separated parts, bounded in size: worth verifying as a simplejwt token
+    (anything else is refused as malformed before any work)."""
+    return isinstance(raw, str) and len(raw) <= 8192 and raw.count(".") == 2
+
+
+def verify_refresh(raw: str) -> SimpleJWTRefresh:
+    """Verify ``raw`` as simplejwt verifies its refresh tokens (signature, expiry,
+    type), raising the app's own errors: the same codes as for our tokens. The
+    blacklist is asked separately (``is_blacklisted``): a token this app converted is
+    on it too, and presented again it is reuse, not a logged-out token."""
+    from rest_framework_simplejwt.state import token_backend  # what simplejwt verifies with
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    try:
+        payload = token_backend.decode(raw, verify=True)  # type: ignore[arg-type]  # a str, as simplejwt passes
+    except TokenBackendExpiredToken:
+        raise TokenExpired from None
+    except TokenBackendError:
+        raise TokenInvalid from None
+    jti = payload.get(simplejwt_settings.JTI_CLAIM)
+    user_id = payload.get(simplejwt_settings.USER_ID_CLAIM)
+    if (
+        payload.get(simplejwt_settings.TOKEN_TYPE_CLAIM) != RefreshToken.token_type
+        or not isinstance(jti, str)
+        or not jti
+        or len(jti) > 255
+        or user_id is None
+    ):
+        raise TokenInvalid  # an access token, or not one simplejwt made
+    return SimpleJWTRefresh(jti=jti, user_id=user_id)
+
+
+def is_blacklisted(jti: str) -> bool:
+    """On simplejwt's blacklist (logged out before the switch), where it is installed."""
+    if not apps.is_installed(BLACKLIST_APP):
+        return False
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
+
+    return BlacklistedToken._default_manager.filter(token__jti=jti).exists()
+
+
+def blacklist(raw: str) -> None:
+    """Put a converted token on simplejwt's blacklist too, where it is installed, so
+    that simplejwt's own views (if the project still mounts them) refuse it."""
+    if apps.is_installed(BLACKLIST_APP):
+        from rest_framework_simplejwt.tokens import RefreshToken
+
+        RefreshToken(raw, verify=False).blacklist()  # type: ignore[arg-type]  # a str, as simplejwt takes
