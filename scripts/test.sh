@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite. SQLite by default; DATABASE_URL=postgres://…
-# or mysql://… runs it on that server. Extra arguments go to pytest.
+# or mysql://… runs it on that server. Extra arguments go to pytest (and then only the
+# main suite runs); without any, the django-allauth integration suite runs after it,
+# with its own settings (tests/contrib_allauth).
 set -euo pipefail
 bash "$(dirname "$0")/system-deps.sh"
 . "$(dirname "$0")/_venv.sh" test
 case "${DATABASE_URL:-}" in
   mysql*) .venv/bin/python -c 'import MySQLdb' 2>/dev/null || .venv/bin/python -m pip install --quiet -e ".[mariadb]" ;;
 esac
-exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
+fi
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}"
+exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" \
+  --ds=tests.contrib_allauth.settings tests/contrib_allauth

@@ -72,9 +72,7 @@ def test_conversion_without_the_blacklist_app(migrating, api_client, simple_refr
     assert not BlacklistedToken.objects.exists()
 
 
-def test_second_presentation_is_reuse_and_kills_the_family(
-    migrating, api_client, simple_refresh
-):
+def test_second_presentation_is_reuse_and_kills_the_family(migrating, api_client, simple_refresh):
     alerts = []
 
     def receiver(family, token, **kwargs):

@@ -1,0 +1,285 @@
+"""A token strategy for django-allauth's headless "app" client (allauth 65.x).
+
+allauth runs the flows (password, code, social and passkey login, signup, email
+verification, MFA, re-authentication); this app issues, rotates and revokes the tokens::
+
+    HEADLESS_TOKEN_STRATEGY = "rotating_tokens.contrib.allauth.strategy.RotatingTokenStrategy"
+
+- The response that makes a user authenticated starts a family
+  (``services.start_family``) and carries ``access_token``, ``refresh_token`` and
+  ``expires_in`` in its ``meta``.
+- ``POST /_allauth/app/v1/tokens/refresh`` rotates through ``services.rotate``: reuse
+  detection, the grace period and families work as on this app's own refresh endpoint.
+- Logging out through allauth revokes the family.
+
+allauth keeps its state (a login waiting for its MFA code, recent authentications for
+re-authentication) in a Django session, which an app names with ``X-Session-Token``.
+Once a family is started its session is moved to a key derived from the family's id
+(an HMAC under ``SECRET_KEY``, so that nobody who reads the id in an access token can
+compute it), and the session lives exactly as long as the family. So an access token
+finds its session without any lookup table, and the session ends with the family:
+``lookup_session`` refuses the session of a revoked family, and a revocation deletes
+it (from processes where this module has been imported, which allauth does on its
+first request).
+"""
+
+from __future__ import annotations
+
+import uuid
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from allauth.core import context  # type: ignore[import-untyped]
+from allauth.headless.tokens.strategies.base import (  # type: ignore[import-untyped]
+    AbstractTokenStrategy,
+)
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY, user_logged_out
+from django.contrib.sessions.backends.base import CreateError, SessionBase
+from django.core.exceptions import ImproperlyConfigured
+from django.db import router, transaction
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+
+from rotating_tokens import services, signals
+from rotating_tokens.authentication import AccessTokenAuthentication
+from rotating_tokens.clients import client_from_request
+from rotating_tokens.conf import app_settings
+from rotating_tokens.exceptions import TokenError
+from rotating_tokens.models import RevokeReason, TokenFamily
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+#: The session entry that names the family of an authenticated app session.
+FAMILY_SESSION_KEY = "rotating_tokens_family"
+
+_KEY_SALT = "rotating_tokens.contrib.allauth.session_key"
+_ISSUED = "_rotating_tokens_issued"  # the TokenPair a request started, on the request
+
+
+class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # allauth is untyped
+    """allauth's session token for the flows, this app's tokens once authenticated.
+
+    Every authenticated app session belongs to a live family: a session without one
+    (a browser's session key sent as ``X-Session-Token``) or of a revoked family is
+    treated as gone, as allauth treats an expired session (410).
+    """
+
+    # Hooks -------------------------------------------------------------------------
+
+    def get_client(self, request: HttpRequest) -> services.Client:
+        """Who sent the request, as the grace period and the family record it."""
+        return client_from_request(request)
+
+    def get_token_payload(self, pair: services.TokenPair) -> dict[str, Any]:
+        """What the ``meta`` of the response that logs a user in carries. Override to
+        add fields."""
+        expires_in = (pair.access_expires_at - timezone.now()).total_seconds()
+        return {
+            "access_token": pair.access,
+            "refresh_token": pair.refresh,
+            "expires_in": max(0, int(expires_in)),
+        }
+
+    # allauth's interface -----------------------------------------------------------
+
+    def get_session_token(self, request: HttpRequest) -> str | None:
+        """``X-Session-Token`` if sent, else the session of the access token's family.
+
+        The access token is checked by ``AccessTokenAuthentication``, as on the app's
+        own API: signature, expiry, and a family that is not revoked. A token it
+        refuses leaves the request anonymous (allauth then answers 401)."""
+        session_token = super().get_session_token(request)
+        if session_token:
+            return session_token
+        try:
+            authenticated = AccessTokenAuthentication().authenticate(Request(request))
+        except AuthenticationFailed:
+            return None
+        if authenticated is None:
+            return None
+        family_id = authenticated[1].get(app_settings.FAMILY_CLAIM)
+        if family_id is None:  # possible only with CHECK_FAMILY_ON_ACCESS off
+            return None
+        return _existing_session_key(family_id)
+
+    def lookup_session(self, session_token: str) -> SessionBase | None:
+        session = _session_store(session_token)
+        # Loading a missing or expired session clears its key (one query, not two).
+        session.get(SESSION_KEY)
+        if session.session_key is None:
+            return None
+        if SESSION_KEY not in session:
+            return session  # a login in progress: an MFA stage, an email verification…
+        family_id = session.get(FAMILY_SESSION_KEY)
+        if family_id is None:
+            return None
+        if not services.family_allows_access(family_id, user_id=session[SESSION_KEY]):
+            # Revoked where this module was not loaded to delete it, or expired.
+            session.delete()
+            return None
+        # So that a password change made through this request spares its own family,
+        # as it does on requests that AccessTokenAuthentication authenticated.
+        services.set_current_family(family_id)
+        return session
+
+    def create_session_token(self, request: HttpRequest) -> str:
+        session = request.session
+        if _is_authenticated(request):
+            family_id = session.get(FAMILY_SESSION_KEY)
+            if family_id is None:
+                # The request that authenticated the user: allauth asks for the
+                # session token first, and the token names the family's session.
+                family_id = self._start_family(request).family.pk
+            # Django gives a session a new random key on a password change
+            # (update_session_auth_hash); it goes back to its family's key.
+            _move_session(session, _session_key(family_id))
+        if not session.session_key:
+            session.save()
+        key = session.session_key
+        assert key is not None  # saved just now
+        return key
+
+    def create_access_token_payload(self, request: HttpRequest) -> dict[str, Any] | None:
+        """Called once, by the response that made the user authenticated."""
+        if not _is_authenticated(request):
+            return None
+        pair = getattr(request, _ISSUED, None) or self._start_family(request)
+        return self.get_token_payload(pair)
+
+    def refresh_token(self, refresh_token: str) -> tuple[str, str] | None:
+        """Rotate through ``services.rotate``. allauth answers ``None`` with its own
+        error (400, ``{"status": 400}``): the reason (``token_reused``,
+        ``token_expired``…) has no place in it, so the app learns only that it must
+        log in again."""
+        request = context.request
+        if request is None:
+            # AccountMiddleware sets it, and allauth refuses to start without it.
+            raise ImproperlyConfigured(
+                "RotatingTokenStrategy needs allauth.account.middleware.AccountMiddleware."
+            )
+        try:
+            pair = services.rotate(refresh_token, self.get_client(request))
+        except TokenError:
+            # Returned, not raised: with ATOMIC_REQUESTS an exception would roll back
+            # the revocation that reuse detection has just made.
+            return None
+        return pair.access, pair.refresh
+
+    # -------------------------------------------------------------------------------
+
+    def _start_family(self, request: HttpRequest) -> services.TokenPair:
+        session = request.session
+        pair = services.start_family(request.user, self.get_client(request))  # type: ignore[arg-type]  # authenticated
+        setattr(request, _ISSUED, pair)
+        replaced = session.get(FAMILY_SESSION_KEY)
+        session[FAMILY_SESSION_KEY] = str(pair.family.pk)
+        session.set_expiry(pair.family.expires_at)
+        _move_session(session, _session_key(pair.family.pk))
+        if replaced is not None:  # a session is one login: the old one is over
+            _revoke(replaced, RevokeReason.LOGOUT)
+        return pair
+
+
+def _is_authenticated(request: HttpRequest) -> bool:
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated)
+
+
+# The family's session ------------------------------------------------------------------
+
+
+def _session_engine() -> str:
+    engine: str = settings.SESSION_ENGINE
+    if engine == "django.contrib.sessions.backends.signed_cookies":
+        raise ImproperlyConfigured(
+            "RotatingTokenStrategy needs sessions stored on the server (SESSION_ENGINE): "
+            "a session held by the client cannot be ended when its family is revoked, "
+            "nor stored under a key of our choosing."
+        )
+    return engine
+
+
+def _session_store(session_key: str | None = None) -> SessionBase:
+    store: SessionBase = import_module(_session_engine()).SessionStore(session_key)
+    return store
+
+
+def _session_key(family_id: Any, secret: str | bytes | None = None) -> str:
+    """The key of a family's session: unguessable without ``SECRET_KEY`` (``None``)
+    or the fallback given. 160 bits, as hex: valid for every session backend."""
+    value = str(uuid.UUID(str(family_id)))
+    return salted_hmac(_KEY_SALT, value, secret=secret, algorithm="sha256").hexdigest()[:40]
+
+
+def _session_keys(family_id: Any) -> list[str]:
+    """The family's session key under ``SECRET_KEY`` and each of its fallbacks."""
+    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", [])
+    return [_session_key(family_id), *(_session_key(family_id, key) for key in fallbacks)]
+
+
+def _existing_session_key(family_id: Any) -> str:
+    keys = _session_keys(family_id)
+    if len(keys) > 1:
+        # SECRET_KEY was rotated: a session made before keeps its key until it next
+        # changes (create_session_token then moves it). Costs a query per key tried.
+        store = _session_store()
+        for key in keys:
+            if store.exists(key):
+                return key
+    return keys[0]
+
+
+def _move_session(session: SessionBase, key: str) -> None:
+    """Store ``session`` under ``key`` and delete it under its old key (what Django's
+    ``cycle_key`` does, with a key of our choosing)."""
+    _session_engine()
+    old = session.session_key
+    if old == key:
+        return
+    session.keys()  # loaded before the key changes: loading would read the new one
+    session._session_key = key
+    try:
+        session.save(must_create=True)
+    except CreateError:  # already there (two requests of the family at once)
+        session.save()
+    if old:
+        session.delete(old)
+
+
+# Receivers: connected when allauth first loads the strategy ----------------------------
+
+
+def _revoke(family_id: Any, reason: str) -> None:
+    family = TokenFamily.objects.filter(pk=family_id).first()
+    if family is not None:
+        services.revoke_family(family, reason)
+
+
+def revoke_family_on_logout(sender: Any, request: HttpRequest | None, **kwargs: Any) -> None:
+    """allauth's logout (``DELETE …/auth/session``) revokes the session's family."""
+    session = getattr(request, "session", None)
+    family_id = session.get(FAMILY_SESSION_KEY) if session is not None else None
+    if family_id is not None:
+        _revoke(family_id, RevokeReason.LOGOUT)
+
+
+def end_session_of_revoked_family(sender: Any, family: TokenFamily, **kwargs: Any) -> None:
+    """A revoked family's session goes too, once the revocation has committed."""
+    keys = _session_keys(family.pk)
+
+    def delete() -> None:
+        store = _session_store()
+        for key in keys:
+            store.delete(key)
+
+    transaction.on_commit(delete, using=router.db_for_write(TokenFamily))
+
+
+user_logged_out.connect(revoke_family_on_logout, dispatch_uid=f"{__name__}.logout")
+signals.family_revoked.connect(
+    end_session_of_revoked_family, sender=TokenFamily, dispatch_uid=f"{__name__}.revoked"
+)
