@@ -8,6 +8,12 @@ environment:
 - ``REDIS_URL``: a shared cache; without it a file cache shared by the processes of
   this machine is used (the access-token family check needs a cache all workers see;
   it is correct on the file cache too, whose add() is not atomic: see the README).
+- ``JWT_PRIVATE_KEY_FILE``: a PEM private key (RSA, EC P-256 or Ed25519) to sign access
+  tokens with instead of SECRET_KEY (HS256); ``JWT_ALGORITHM`` (default RS256, ES256 or
+  EdDSA by the key) names the algorithm. Then ``/api/auth/jwks/`` and
+  ``/.well-known/jwks.json`` publish the public key for other services, and
+  ``JWT_PREVIOUS_PUBLIC_KEY_FILES`` (comma-separated PEM files) lists the public keys
+  of earlier signing keys, still published and accepted (key rotation).
 - ``TRUSTED_PROXY_COUNT`` (default 0): how many reverse proxies in front of the demo
   append to X-Forwarded-For; 0 ignores the header (the client's address is REMOTE_ADDR).
 - ``ACCESS_TOKEN_SECONDS`` (default 300): the access token lifetime; the browser demo
@@ -166,6 +172,31 @@ ROTATING_TOKENS = {
     # http://127.0.0.1:8000; any deployment (DEBUG off) gets a Secure cookie.
     "REFRESH_COOKIE_SECURE": not DEBUG,
 }
+
+if os.environ.get("JWT_PRIVATE_KEY_FILE"):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    _private_pem = Path(os.environ["JWT_PRIVATE_KEY_FILE"]).read_bytes()
+    _private_key = serialization.load_pem_private_key(_private_pem, password=None)
+    if isinstance(_private_key, ec.EllipticCurvePrivateKey):
+        _default_algorithm = "ES256"
+    elif isinstance(_private_key, ed25519.Ed25519PrivateKey):
+        _default_algorithm = "EdDSA"
+    else:
+        _default_algorithm = "RS256"
+    SIMPLE_JWT = {
+        "ALGORITHM": os.environ.get("JWT_ALGORITHM", _default_algorithm),
+        "SIGNING_KEY": _private_pem.decode(),
+        "VERIFYING_KEY": _private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode(),
+    }
+    ROTATING_TOKENS["VERIFYING_KEY_FALLBACKS"] = [
+        Path(name).read_text()
+        for name in os.environ.get("JWT_PREVIOUS_PUBLIC_KEY_FILES", "").split(",")
+        if name
+    ]
 
 LOGGING = {
     "version": 1,

@@ -4,12 +4,15 @@ from drf_spectacular.views import SpectacularAPIView
 
 from example_project.demo import pages
 from example_project.demo.views import MeView, not_found
+from rotating_tokens.views import JWKSView
 
 urlpatterns = [
     path("", pages.index, name="demo"),
     path("demo/<str:name>", pages.script, name="demo-script"),
     path("admin/", admin.site.urls),
     path("api/auth/", include("rotating_tokens.urls")),
+    # Where other services look for the verifying keys by convention.
+    path(".well-known/jwks.json", JWKSView.as_view(), name="jwks"),
     path("api/me/", MeView.as_view(), name="me"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

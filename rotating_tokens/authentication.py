@@ -5,10 +5,16 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.exceptions import (
+    AuthenticationFailed,
+    InvalidToken,
+    TokenBackendError,
+    TokenError,
+)
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
+from rest_framework_simplejwt.tokens import AccessToken
 
-from . import legacy
+from . import keys, legacy
 from .conf import app_settings
 from .services import family_allows_access, set_current_family
 
@@ -34,7 +40,14 @@ class AccessTokenAuthentication(JWTAuthentication):
         return result  # type: ignore[return-value]
 
     def get_validated_token(self, raw_token: bytes) -> Token:
-        token = super().get_validated_token(raw_token)
+        try:
+            token = super().get_validated_token(raw_token)
+        except InvalidToken:
+            # Signed with an earlier key that VERIFYING_KEY_FALLBACKS still lists?
+            fallback = self._validated_with_fallback_key(raw_token)
+            if fallback is None:
+                raise
+            token = fallback
         if not app_settings.CHECK_FAMILY_ON_ACCESS:
             return token
         family_id = token.get(app_settings.FAMILY_CLAIM)
@@ -53,4 +66,21 @@ class AccessTokenAuthentication(JWTAuthentication):
             raise AuthenticationFailed(
                 str(_("This session has ended. Please log in again.")), code="token_revoked"
             )
+        return token
+
+    def _validated_with_fallback_key(self, raw_token: bytes) -> Token | None:
+        """The token, if it names a key of ``VERIFYING_KEY_FALLBACKS`` and verifies
+        with it; None if it names none of them."""
+        raw = raw_token.decode() if isinstance(raw_token, bytes) else str(raw_token)
+        backend = keys.fallback_backend_for(raw)
+        if backend is None:
+            return None
+        try:
+            backend.decode(raw, verify=True)  # signature, expiry, audience, issuer
+            token = AccessToken(raw, verify=False)  # type: ignore[arg-type]  # a str, as simplejwt takes
+            token.verify()  # the token type and simplejwt's other checks
+        except (TokenError, TokenBackendError):
+            raise InvalidToken(
+                {"detail": str(_("Given token not valid for any token type")), "messages": []}
+            ) from None
         return token

@@ -353,3 +353,56 @@ def check_operations(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             )
         )
     return errors
+
+
+# Signing keys and the JWKS (E030-E039, I030) ----------------------------------------
+
+
+@register(Tags.security)
+def check_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from . import keys
+
+    user_settings = getattr(settings, "ROTATING_TOKENS", None)
+    if user_settings is not None and not isinstance(user_settings, dict):
+        return []  # E001 says it
+    fallbacks = app_settings.VERIFYING_KEY_FALLBACKS
+    if not fallbacks:
+        return []
+    if not keys.is_asymmetric():
+        return [
+            Error(
+                "VERIFYING_KEY_FALLBACKS is set, but SIMPLE_JWT['ALGORITHM'] is symmetric: "
+                "there are no public keys to fall back to.",
+                id="rotating_tokens.E030",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for index, pem in enumerate(fallbacks):
+        try:
+            keys.fallback_jwk(pem)
+        except Exception:
+            errors.append(
+                Error(
+                    f"VERIFYING_KEY_FALLBACKS[{index}] is not a PEM public key of the kind "
+                    "SIMPLE_JWT['ALGORITHM'] signs with.",
+                    id="rotating_tokens.E031",
+                )
+            )
+    return errors
+
+
+@register(Tags.security, deploy=True)
+def check_jwks(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from . import keys
+
+    if keys.is_asymmetric():
+        return []
+    return [
+        Info(
+            "jwks/ answers 404: access tokens are signed with a symmetric algorithm "
+            "(SIMPLE_JWT['ALGORITHM']), whose key is a secret no other service should hold.",
+            hint="For other services to verify access tokens, sign with RS256, ES256 or "
+            "EdDSA (SIMPLE_JWT's SIGNING_KEY and VERIFYING_KEY).",
+            id="rotating_tokens.I030",
+        )
+    ]

@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "TOKEN_PREFIX": "rtok_",
     "HASH_KEY": None,
     "HASH_KEY_FALLBACKS": [],
+    # Public keys (PEM) of earlier access-token signing keys (keys.py).
+    "VERIFYING_KEY_FALLBACKS": [],
     "CHECK_FAMILY_ON_ACCESS": True,
     "FAMILY_STATE_CACHE": "default",
     "FAMILY_STATE_CACHE_TIMEOUT": timedelta(minutes=5),
@@ -112,6 +114,12 @@ class Settings:
         """Earlier values of HASH_KEY: hashes they made keep verifying (like
         SECRET_KEY_FALLBACKS), so changing HASH_KEY logs nobody out."""
         return list(self._get("HASH_KEY_FALLBACKS") or [])
+
+    @property
+    def VERIFYING_KEY_FALLBACKS(self) -> list[str | bytes]:
+        """Public keys of earlier signing keys: still published in the JWKS and still
+        accepted, while access tokens they signed may be alive."""
+        return list(self._get("VERIFYING_KEY_FALLBACKS") or [])
 
     @property
     def CHECK_FAMILY_ON_ACCESS(self) -> bool:

@@ -376,3 +376,47 @@ class AccessTokenAuthenticationScheme(OpenApiAuthenticationExtension):
             token_prefix=api_settings.AUTH_HEADER_TYPES[0],
             bearer_format="JWT",
         )
+
+
+class JWKSViewSchema(OpenApiViewExtension):
+    target_class = "rotating_tokens.views.JWKSView"
+
+    def view_replacement(self) -> type[APIView]:
+        return described(
+            self.target,
+            get=extend_schema(
+                operation_id="jwks",
+                summary="The verifying keys of access tokens (JWKS)",
+                description="RFC 7517 JSON Web Key Set of the public keys access tokens are "
+                "signed with (the current one first, then `VERIFYING_KEY_FALLBACKS`), each "
+                "with its RFC 7638 thumbprint as `kid`, which access tokens carry in their "
+                "header. 404 when the algorithm is symmetric.",
+                tags=[TAG],
+                responses={
+                    200: OpenApiResponse(
+                        response={
+                            "type": "object",
+                            "properties": {
+                                "keys": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "kty": {"type": "string"},
+                                            "kid": {"type": "string"},
+                                            "alg": {"type": "string"},
+                                            "use": {"type": "string"},
+                                        },
+                                        "required": ["kty", "kid", "alg", "use"],
+                                    },
+                                }
+                            },
+                            "required": ["keys"],
+                        },
+                        description="The key set (cacheable for 5 minutes).",
+                    ),
+                    404: error("Access tokens are signed with a symmetric key.", "not_found"),
+                },
+                auth=[],
+            ),
+        )

@@ -26,7 +26,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from . import legacy, signals
+from . import keys, legacy, signals
 from .conf import app_settings
 from .crypto import (
     MalformedToken,
@@ -366,7 +366,7 @@ def _token_pair(
     access.set_iat(at_time=now)
     access.set_exp(from_time=now, lifetime=lifetime)
     return TokenPair(
-        access=str(access),
+        access=keys.encode_access_token(access.payload),
         access_expires_at=datetime.fromtimestamp(access["exp"], tz=dt_timezone.utc),
         refresh=raw,
         refresh_expires_at=token.expires_at,

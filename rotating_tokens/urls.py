@@ -13,6 +13,7 @@ urlpatterns = [
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("logout/all/", views.LogoutAllView.as_view(), name="logout-all"),
     path("sessions/", views.SessionListView.as_view(), name="sessions"),
+    path("jwks/", views.JWKSView.as_view(), name="jwks"),
     # Any string, not <uuid:>: a malformed id gets the view's JSON 404 (after the
     # access token is checked), not Django's HTML one.
     path("sessions/<str:family_id>/", views.SessionView.as_view(), name="session"),

@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import services
+from . import keys, services
 from .authentication import AccessTokenAuthentication
 from .clients import client_from_request
 from .conf import app_settings
@@ -295,3 +295,24 @@ class SessionView(TokenAPIView):
             raise NotFound(_("No such session."))
         services.revoke_family(family, RevokeReason.LOGOUT)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class JWKSView(TokenAPIView):
+    """``GET jwks/``: the verifying keys of access tokens as a JWKS (RFC 7517), for
+    other services; mount it at ``/.well-known/jwks.json`` as well if they expect it
+    there. A 404 with a symmetric algorithm: there is no public key to publish."""
+
+    def get(self, request: Request) -> Response:
+        document = keys.jwks()
+        if document is None:
+            raise NotFound(
+                _(
+                    "No public keys: access tokens are signed with a symmetric algorithm "
+                    "(SIMPLE_JWT['ALGORITHM'])."
+                )
+            )
+        response = Response(document)
+        # Verifiers may cache it; a new key reaches them within the hour, long before
+        # tokens signed with it could be all they see (keep the old key as a fallback).
+        response["Cache-Control"] = "public, max-age=300"
+        return response

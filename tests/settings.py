@@ -8,6 +8,7 @@ SECRET_KEY = "tests-only-secret-key-with-enough-length-for-hs256-signing"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True
+STATIC_URL = "/static/"  # pytest-django's live server serves static files under it
 TIME_ZONE = "UTC"
 
 INSTALLED_APPS = [
