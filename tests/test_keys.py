@@ -195,7 +195,7 @@ def test_pyjwkclient_verifies_live_tokens_before_and_after_a_key_rotation(
     old_public = signing.use(GENERATORS["RS256"]())
 
     def login() -> str:
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310  (the live server, http)
             f"{live_server.url}/api/auth/token/",
             data=json.dumps({"username": user.username, "password": PASSWORD}).encode(),
             headers={"Content-Type": "application/json"},
