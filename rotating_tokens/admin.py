@@ -130,6 +130,7 @@ class TokenFamilyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "last_ip_address",
         "short_last_user_agent",
         "token_count",
+        "dpop_bound",
     )
     list_filter = (StatusFilter, "revoke_reason", "created_at")
     list_select_related = ("user",)
@@ -137,6 +138,7 @@ class TokenFamilyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         (None, {"fields": ("id", "user", "status", "created_at", "expires_at", "token_count")}),
         (_("Login"), {"fields": ("ip_address", "user_agent")}),
         (_("Last use"), {"fields": ("last_used_at", "last_ip_address", "last_user_agent")}),
+        (_("Proof of possession (DPoP)"), {"fields": ("dpop_jkt",)}),
         (_("Revocation"), {"fields": ("revoked_at", "revoke_reason")}),
     )
     readonly_fields = (
@@ -153,6 +155,7 @@ class TokenFamilyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "last_user_agent",
         "revoked_at",
         "revoke_reason",
+        "dpop_jkt",
     )
     inlines = (RefreshTokenInline,)
     actions = ("revoke_selected_families", "revoke_all_families_of_users")
@@ -187,6 +190,10 @@ class TokenFamilyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description=_("user agent at last use"))
     def short_last_user_agent(self, family: TokenFamily) -> str:
         return Truncator(self.last_user_agent(family)).chars(40)
+
+    @admin.display(description=_("bound to a key"), boolean=True, ordering="dpop_jkt")
+    def dpop_bound(self, family: TokenFamily) -> bool:
+        return family.is_bound
 
     @admin.display(description=_("tokens"), ordering="token_count")
     def token_count(self, family: TokenFamily) -> int:

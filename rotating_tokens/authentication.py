@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import hmac
+from typing import TYPE_CHECKING, NoReturn
 
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -14,8 +15,11 @@ from rest_framework_simplejwt.exceptions import (
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from . import keys, legacy
+from . import dpop, keys, legacy
+from .clients import dpop_proof
 from .conf import app_settings
+from .dpop import Proof
+from .exceptions import DPoPError, DPoPInvalid, DPoPRequired
 from .services import family_allows_access, set_current_family
 
 if TYPE_CHECKING:
@@ -24,20 +28,87 @@ if TYPE_CHECKING:
     from rest_framework_simplejwt.tokens import Token
 
 
-class AccessTokenAuthentication(JWTAuthentication):
-    """simplejwt's JWT authentication, plus: an access token stops working as soon as
-    its family is revoked (logout, reuse detected, admin…), not only when it expires.
+DPOP_SCHEME = b"DPoP"
+_CHALLENGE = "_rotating_tokens_dpop_challenge"
 
-    The family's state is cached (see ``services.family_allows_access``), so the check
-    costs no query on most requests. ``CHECK_FAMILY_ON_ACCESS = False`` turns it off.
+
+class AccessTokenAuthentication(JWTAuthentication):
+    """simplejwt's JWT authentication, plus:
+
+    - an access token stops working as soon as its family is revoked (logout, reuse
+      detected, admin…), not only when it expires. The family's state is cached (see
+      ``services.family_allows_access``), so the check costs no query on most
+      requests. ``CHECK_FAMILY_ON_ACCESS = False`` turns it off;
+    - an access token bound to a DPoP key (``cnf.jkt``) is accepted only as
+      ``Authorization: DPoP <token>`` with a ``DPoP`` proof of this request, signed by
+      that key and carrying the token's hash (RFC 9449 section 7).
     """
 
     def authenticate(self, request: Request) -> tuple[AuthUser, Token] | None:
-        result = super().authenticate(request)
-        if result is not None:
-            # So that a password change made by this request spares its own family.
-            set_current_family(result[1].get(app_settings.FAMILY_CLAIM))
-        return result  # type: ignore[return-value]
+        header = self.get_header(request)
+        if header is None:
+            return None
+        parts = header.split()
+        dpop_scheme = (
+            len(parts) > 0
+            and parts[0].lower() == DPOP_SCHEME.lower()
+            and app_settings.DPOP != "off"
+        )
+        if dpop_scheme:
+            if len(parts) != 2:
+                raise AuthenticationFailed(
+                    str(_("Authorization header must contain two space-delimited values")),
+                    code="bad_authorization_header",
+                )
+            raw_token: bytes | None = parts[1]
+        else:
+            raw_token = self.get_raw_token(header)
+        if raw_token is None:
+            return None
+        token = self.get_validated_token(raw_token)
+        self._check_proof_of_possession(request, token, raw_token, dpop_scheme)
+        user = self.get_user(token)
+        # So that a password change made by this request spares its own family.
+        set_current_family(token.get(app_settings.FAMILY_CLAIM))
+        return user, token  # type: ignore[return-value]  # the stubs say TokenUser
+
+    def _check_proof_of_possession(
+        self, request: Request, token: Token, raw_token: bytes, dpop_scheme: bool
+    ) -> None:
+        cnf = token.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+        if not jkt or app_settings.DPOP == "off":
+            if dpop_scheme:  # RFC 9449 section 7.1: DPoP is for bound tokens only
+                raise AuthenticationFailed(
+                    str(_("This access token is not bound to a key: send it as Bearer.")),
+                    code="token_invalid",
+                )
+            return
+        if not dpop_scheme:
+            self._refuse(request, DPoPRequired(), proof_refused=False)
+        proof = dpop_proof(request, access_token=raw_token.decode("ascii", "replace"))
+        if not isinstance(proof, Proof) or not hmac.compare_digest(proof.jkt, str(jkt)):
+            # No proof, a refused one, or one by another key.
+            self._refuse(request, DPoPInvalid(), proof_refused=True)
+
+    def _refuse(self, request: Request, error: DPoPError, *, proof_refused: bool) -> NoReturn:
+        challenge = dpop.www_authenticate(
+            app_settings.DPOP_ALGORITHMS,
+            error="invalid_dpop_proof" if proof_refused else None,
+        )
+        setattr(request, _CHALLENGE, challenge)
+        raise AuthenticationFailed(str(error.message), code=error.code)
+
+    def authenticate_header(self, request: Request) -> str:
+        """The 401's WWW-Authenticate: both schemes, or the DPoP challenge (with
+        ``error="invalid_dpop_proof"`` for a refused proof), RFC 9449 section 7.1."""
+        challenge = getattr(request, _CHALLENGE, None)
+        if challenge is not None:
+            return str(challenge)
+        bearer = super().authenticate_header(request)
+        if app_settings.DPOP == "off":
+            return bearer
+        return f"{bearer}, {dpop.www_authenticate(app_settings.DPOP_ALGORITHMS)}"
 
     def get_validated_token(self, raw_token: bytes) -> Token:
         try:

@@ -406,3 +406,46 @@ def check_jwks(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             id="rotating_tokens.I030",
         )
     ]
+
+
+# DPoP (E040-E049) ------------------------------------------------------------------------
+
+DPOP_MODES = ("off", "optional", "required")
+
+
+@register(Tags.security)
+def check_dpop(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from .dpop import UnsupportedAlgorithm, validate_algorithms
+
+    user_settings = getattr(settings, "ROTATING_TOKENS", None)
+    if user_settings is not None and not isinstance(user_settings, dict):
+        return []  # E001 says it
+    errors: list[CheckMessage] = []
+    if app_settings.DPOP not in DPOP_MODES:
+        errors.append(
+            Error(
+                f"DPOP is {app_settings.DPOP!r}.",
+                hint=f"Use one of: {', '.join(DPOP_MODES)}.",
+                id="rotating_tokens.E040",
+            )
+        )
+    try:
+        validate_algorithms(app_settings.DPOP_ALGORITHMS)
+    except (UnsupportedAlgorithm, TypeError) as exc:
+        errors.append(
+            Error(
+                f"DPOP_ALGORITHMS: {exc}",
+                hint="Asymmetric JWS algorithms only, e.g. ES256 and EdDSA; never none or HS*.",
+                id="rotating_tokens.E041",
+            )
+        )
+    for name in ("DPOP_PROOF_MAX_AGE", "DPOP_CLOCK_SKEW"):
+        value = getattr(app_settings, name)
+        if not isinstance(value, timedelta) or value < timedelta(0):
+            errors.append(
+                Error(
+                    f"{name} must be a timedelta or a number of seconds, zero or more.",
+                    id="rotating_tokens.E042",
+                )
+            )
+    return errors

@@ -1,4 +1,4 @@
-"""Who sent a request: the client's IP address and user agent.
+"""Who sent a request: the client's IP address and user agent, and its DPoP proof.
 
 One rule for the whole app: the address recorded on tokens and families, the one the
 grace period compares, and the one the login, refresh and logout throttles count by.
@@ -11,9 +11,14 @@ anything to its left was written by the client and is never trusted.
 from __future__ import annotations
 
 import ipaddress
+import time
 from typing import TYPE_CHECKING
 
+from django.utils.translation import gettext as _
+
+from . import services
 from .conf import app_settings
+from .dpop import InvalidProof, Proof, verify_proof
 from .models import RefreshToken
 from .services import Client
 
@@ -58,3 +63,38 @@ def _storable_address(value: str | None) -> str | None:
         return str(ipaddress.ip_address((value or "").split("%", 1)[0]))
     except ValueError:
         return None
+
+
+def dpop_proof(
+    request: HttpRequest | Request, *, access_token: str | None = None
+) -> Proof | InvalidProof | None:
+    """The request's DPoP proof (RFC 9449), verified: a Proof, the InvalidProof that
+    says why it was refused, or None without a ``DPoP`` header (or with DPOP off).
+
+    ``htu`` is compared with the URL Django builds for the request (its scheme and
+    host, behind ``SECURE_PROXY_SSL_HEADER`` and ``USE_X_FORWARDED_HOST`` as Django
+    sees them), without query or fragment. ``access_token``: a resource request, whose
+    proof must carry its hash (``ath``). A proof is accepted once (``jti``), however
+    many processes serve the requests (``services.proof_is_new``).
+    """
+    if app_settings.DPOP == "off":
+        return None
+    value = request.META.get("HTTP_DPOP")
+    if value is None:
+        return None
+    try:
+        proof = verify_proof(
+            value,
+            method=request.method or "",
+            url=request.build_absolute_uri(request.path),
+            now=time.time(),
+            algorithms=app_settings.DPOP_ALGORITHMS,
+            max_age=app_settings.DPOP_PROOF_MAX_AGE.total_seconds(),
+            leeway=app_settings.DPOP_CLOCK_SKEW.total_seconds(),
+            access_token=access_token,
+        )
+    except InvalidProof as refused:
+        return refused
+    if not services.proof_is_new(proof):
+        return InvalidProof("replay", _("This DPoP proof was already used."))
+    return proof

@@ -44,6 +44,11 @@ DEFAULTS: dict[str, Any] = {
     "ACCESS_TOKEN_CLAIMS": None,
     "CHECK_LOGIN": None,
     "SESSION_EXCHANGE_ENDS_SESSION": True,
+    # Sender-constrained tokens (DPoP, RFC 9449; dpop.py): "off", "optional", "required".
+    "DPOP": "optional",
+    "DPOP_ALGORITHMS": ("ES256", "EdDSA"),
+    "DPOP_PROOF_MAX_AGE": timedelta(seconds=60),
+    "DPOP_CLOCK_SKEW": timedelta(seconds=5),
     # Migrating from djangorestframework-simplejwt (legacy.py): an aware datetime.
     "ACCEPT_SIMPLEJWT_UNTIL": None,
     # The refresh cookie (rotating_tokens.middleware.RefreshTokenCookieMiddleware).
@@ -56,6 +61,13 @@ DEFAULTS: dict[str, Any] = {
 }
 
 TRANSPORTS = ("cookie", "body", "both", "auto")
+
+
+def _seconds(value: Any) -> Any:
+    """A number of seconds as a timedelta (anything else as it is, for the checks)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return value
 
 
 def _callable(value: Any) -> Any:
@@ -181,6 +193,25 @@ class Settings:
     def SESSION_EXCHANGE_ENDS_SESSION(self) -> bool:
         """``token/session/`` logs the Django session out once it has become tokens."""
         return self._get("SESSION_EXCHANGE_ENDS_SESSION")
+
+    @property
+    def DPOP(self) -> str:
+        """ "off": DPoP headers are ignored; "optional": a login with a valid proof binds
+        its family to the proof's key; "required": a login without one is refused."""
+        return self._get("DPOP")
+
+    @property
+    def DPOP_ALGORITHMS(self) -> tuple[str, ...]:
+        return tuple(self._get("DPOP_ALGORITHMS"))
+
+    @property
+    def DPOP_PROOF_MAX_AGE(self) -> timedelta:
+        return _seconds(self._get("DPOP_PROOF_MAX_AGE"))
+
+    @property
+    def DPOP_CLOCK_SKEW(self) -> timedelta:
+        """How far a proof's iat may be off the server's clock, either way."""
+        return _seconds(self._get("DPOP_CLOCK_SKEW"))
 
     @property
     def ACCEPT_SIMPLEJWT_UNTIL(self) -> datetime | None:

@@ -44,6 +44,22 @@ class TokenReused(TokenError):
     message = _("This refresh token was already used. Please log in again.")
 
 
+class DPoPError(TokenError):
+    """A DPoP proof was missing or refused: 400 at the token endpoints (RFC 9449
+    answers proof errors there as 400, and the cookie middleware keeps the cookie),
+    401 on resource requests. Nothing changes: no token is used, no family revoked."""
+
+
+class DPoPRequired(DPoPError):
+    code = "dpop_required"
+    message = _("This token is bound to a key: the request needs a DPoP proof.")
+
+
+class DPoPInvalid(DPoPError):
+    code = "dpop_invalid"
+    message = _("The DPoP proof is not valid.")
+
+
 class InvalidCredentials(exceptions.AuthenticationFailed):
     default_detail = _("No active account was found with these credentials.")
     default_code = "invalid_credentials"
@@ -62,6 +78,18 @@ class LoginRefused(exceptions.APIException):
         super().__init__(detail, code)
         if status is not None:
             self.status_code = status
+
+
+class DPoPRefused(exceptions.APIException):
+    """A DPoPError at a token endpoint: 400, as RFC 9449 answers proof errors there."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = DPoPInvalid.message
+    default_code = DPoPInvalid.code
+
+    @classmethod
+    def from_error(cls, error: DPoPError) -> DPoPRefused:
+        return cls(detail=error.message, code=error.code)
 
 
 class ServiceUnavailable(exceptions.APIException):

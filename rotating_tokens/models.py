@@ -83,6 +83,9 @@ class TokenFamily(models.Model):
     revoke_reason = models.CharField(
         _("revoke reason"), max_length=32, choices=RevokeReason.choices, blank=True
     )
+    # The RFC 7638 thumbprint of the DPoP key the family is bound to (not secret),
+    # or "" for a family of bearer tokens.
+    dpop_jkt = models.CharField(_("DPoP key thumbprint"), max_length=64, blank=True, default="")
 
     objects: ClassVar[TokenFamilyQuerySet] = TokenFamilyQuerySet.as_manager()  # type: ignore[assignment]
 
@@ -98,6 +101,11 @@ class TokenFamily(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def is_bound(self) -> bool:
+        """Bound to a DPoP key: every use of its tokens needs a proof signed with it."""
+        return bool(self.dpop_jkt)
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at <= now
@@ -191,3 +199,19 @@ class ConvertedToken(models.Model):
 
     def __str__(self) -> str:
         return f"simplejwt token {self.jti}"
+
+
+class UsedDPoPProof(models.Model):
+    """A DPoP proof already presented, kept until it would be too old to be accepted,
+    so it is never accepted twice. Used when no shared cache with an atomic add() is
+    configured (or the cache fails); see ``services.proof_is_new``."""
+
+    key = models.CharField(max_length=64, primary_key=True)  # Proof.replay_key
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("used DPoP proof")
+        verbose_name_plural = _("used DPoP proofs")
+
+    def __str__(self) -> str:
+        return self.key

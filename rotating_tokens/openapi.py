@@ -43,9 +43,12 @@ ACCESS_TOKEN_CODES = (
     "user_not_found",
     "user_inactive",
     "password_changed",
+    "dpop_required",
+    "dpop_invalid",
     "token_invalid",
     "token_revoked",
 )
+DPOP_CODES = ("dpop_required", "dpop_invalid")
 REFRESH_CODES = ("token_missing", "token_invalid", "token_revoked", "token_expired", "token_reused")
 
 
@@ -116,6 +119,15 @@ def refresh_cookie() -> OpenApiParameter:
     )
 
 
+DPOP_HEADER = OpenApiParameter(
+    "DPoP",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="A DPoP proof (RFC 9449) for this request. At login it binds the new "
+    "family to its key; a bound family's refresh and logout need one by that key.",
+)
+
+
 def described(view: type[APIView], **methods: Any) -> type[APIView]:
     """A subclass of ``view`` carrying the schema, so the view itself stays untouched."""
     subclass = type(view.__name__, (view,), {"__module__": view.__module__})
@@ -156,6 +168,12 @@ class TokenPairSerializerSchema(OpenApiSerializerExtension):
         schema["properties"]["refresh"]["description"] = (
             "The new refresh token; absent when it travels in the refresh cookie only."
         )
+        schema["properties"]["token_type"] = {
+            "type": "string",
+            "enum": ["Bearer", "DPoP"],
+            "description": "`DPoP` when the family is bound to the key of the login's DPoP "
+            "proof (RFC 9449): send the access token as `Authorization: DPoP …` with a proof.",
+        }
         return schema
 
 
@@ -169,6 +187,11 @@ class SessionSerializerSchema(OpenApiSerializerExtension):
             self.target, direction, bypass_extensions=True
         )
         schema["properties"]["ip_address"]["nullable"] = True
+        schema["properties"]["dpop_jkt"] = {
+            "type": "string",
+            "nullable": True,
+            "description": "The RFC 7638 thumbprint of the DPoP key the session is bound to.",
+        }
         return schema
 
 
@@ -185,14 +208,17 @@ class ObtainTokenViewSchema(OpenApiViewExtension):
                 "password. Wrong password, unknown user and inactive user get the same 401.",
                 tags=[TAG],
                 request=ObtainSerializer,
+                parameters=[DPOP_HEADER],
                 responses={
                     200: TOKEN_PAIR,
                     **COMMON_ERRORS,
                     400: error(
                         "Missing or invalid fields (field errors beside `detail` and `code`), "
-                        "or a body that does not parse.",
+                        "a body that does not parse, a `DPoP` proof that is refused, or none "
+                        "when `DPOP` is required.",
                         "invalid",
                         "parse_error",
+                        *DPOP_CODES,
                         field_errors=True,
                     ),
                     401: error(
@@ -252,10 +278,16 @@ class RefreshTokenViewSchema(OpenApiViewExtension):
                 "revokes the whole family: `token_reused`.",
                 tags=[TAG],
                 request=RefreshSerializer,
-                parameters=[refresh_cookie()],
+                parameters=[refresh_cookie(), DPOP_HEADER],
                 responses={
                     200: TOKEN_PAIR,
                     **COMMON_ERRORS,
+                    400: error(
+                        "The body does not parse, or the family is bound to a DPoP key and "
+                        "the request has no valid proof by it (nothing changed).",
+                        "parse_error",
+                        *DPOP_CODES,
+                    ),
                     401: error("The refresh token was refused.", *REFRESH_CODES),
                     **CSRF_FAILED,
                     **THROTTLED,
@@ -278,7 +310,7 @@ class LogoutViewSchema(OpenApiViewExtension):
                 "malformed or already revoked token, so the answer tells nothing.",
                 tags=[TAG],
                 request=RefreshSerializer,
-                parameters=[refresh_cookie()],
+                parameters=[refresh_cookie(), DPOP_HEADER],
                 responses={
                     204: OpenApiResponse(description="Done."),
                     **COMMON_ERRORS,

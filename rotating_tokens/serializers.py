@@ -30,6 +30,7 @@ class RefreshSerializer(serializers.Serializer):
 
 class TokenPairSerializer(serializers.Serializer):
     access = serializers.CharField()
+    token_type = serializers.CharField()  # "DPoP" for a family bound to a key, or "Bearer"
     access_expires_at = serializers.DateTimeField()
     refresh = serializers.CharField()
     refresh_expires_at = serializers.DateTimeField()
@@ -47,6 +48,11 @@ class SessionSerializer(serializers.Serializer):
     ip_address = serializers.IPAddressField(source="last_ip_address")
     user_agent = serializers.CharField(source="last_user_agent")
     current = serializers.SerializerMethodField()
+    # The thumbprint of the DPoP key the family is bound to (not secret), or null.
+    dpop_jkt = serializers.SerializerMethodField()
+
+    def get_dpop_jkt(self, family: Any) -> str | None:
+        return family.dpop_jkt or None
 
     def get_current(self, family: Any) -> bool:
         return str(family.pk) == str(self.context.get("current_family_id"))

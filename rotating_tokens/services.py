@@ -7,6 +7,7 @@ so tests move time instead of sleeping.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import uuid
@@ -38,8 +39,17 @@ from .crypto import (
     seal_successor,
     verify_secret,
 )
-from .exceptions import TokenExpired, TokenInvalid, TokenReused, TokenRevoked
-from .models import ConvertedToken, RefreshToken, RevokeReason, TokenFamily
+from .dpop import InvalidProof, Proof
+from .exceptions import (
+    DPoPError,
+    DPoPInvalid,
+    DPoPRequired,
+    TokenExpired,
+    TokenInvalid,
+    TokenReused,
+    TokenRevoked,
+)
+from .models import ConvertedToken, RefreshToken, RevokeReason, TokenFamily, UsedDPoPProof
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -65,6 +75,11 @@ class TokenPair:
     refresh_expires_at: datetime
     family: TokenFamily
 
+    @property
+    def token_type(self) -> str:
+        """How the access token is presented: "DPoP" (with a proof) or "Bearer"."""
+        return "DPoP" if self.family.is_bound else "Bearer"
+
     def __repr__(self) -> str:
         return f"TokenPair(family={self.family.pk}, refresh_expires_at={self.refresh_expires_at})"
 
@@ -73,9 +88,16 @@ class TokenPair:
 
 
 def start_family(
-    user: AbstractBaseUser, client: Client, *, now: datetime | None = None
+    user: AbstractBaseUser,
+    client: Client,
+    *,
+    now: datetime | None = None,
+    dpop: Proof | None = None,
 ) -> TokenPair:
-    """Log ``user`` in: a new family with its first refresh token, and an access token."""
+    """Log ``user`` in: a new family with its first refresh token, and an access token.
+
+    With a verified DPoP proof, the family is bound to its key for good: every refresh
+    and every use of its access tokens will need a proof signed with that key."""
     now = now or timezone.now()
     family = TokenFamily(
         user=user,  # type: ignore[misc]  # any AUTH_USER_MODEL; the stubs assume auth.User
@@ -83,6 +105,7 @@ def start_family(
         expires_at=now + app_settings.FAMILY_LIFETIME,
         ip_address=client.ip_address,
         user_agent=client.user_agent,
+        dpop_jkt=dpop.jkt if dpop is not None else "",
     )
     token, raw = _new_token(family, client, now)
     with transaction.atomic(using=router.db_for_write(TokenFamily)):
@@ -113,12 +136,22 @@ def _evict_families(user: AbstractBaseUser, *, keep: TokenFamily, limit: int, no
 # Rotation --------------------------------------------------------------------------
 
 
-def rotate(raw_token: object, client: Client, *, now: datetime | None = None) -> TokenPair:
+def rotate(
+    raw_token: object,
+    client: Client,
+    *,
+    now: datetime | None = None,
+    dpop: Proof | InvalidProof | None = None,
+) -> TokenPair:
     """Exchange a refresh token for a new one and a new access token.
 
     The whole algorithm is here; the HTTP views only translate. In order:
 
     1. malformed, unknown or wrong secret: TokenInvalid, nothing changes;
+    1b. a family bound to a DPoP key without a valid proof by that key (``dpop``: the
+       request's proof, checked by the caller): DPoPRequired or DPoPInvalid, and
+       nothing changes, so a thief without the key cannot even get the family
+       revoked; a refused proof on an unbound family is DPoPInvalid as well;
     2. the family is revoked (or its user is inactive): TokenRevoked;
     3. the token or its family has expired: TokenExpired;
     4. the token was already used: either a retry inside the grace period, which gets
@@ -138,6 +171,7 @@ def rotate(raw_token: object, client: Client, *, now: datetime | None = None) ->
     if token is None:
         raise TokenInvalid
     family = token.family
+    check_proof_of_possession(family, dpop, client)
     if family.is_revoked or not family.user.is_active:
         raise TokenRevoked
     if token.is_expired(now) or family.is_expired(now):
@@ -224,6 +258,45 @@ def _reuse_of_converted_token(jti: str, client: Client, now: datetime, db: str) 
     raise TokenReused
 
 
+def check_proof_of_possession(
+    family: TokenFamily, dpop: Proof | InvalidProof | None, client: Client
+) -> None:
+    """Raise DPoPRequired or DPoPInvalid unless ``dpop`` is a valid proof by the key
+    ``family`` is bound to. An unbound family takes no proof, but a refused one is
+    still refused (it does not bind the family: that happens at login or never)."""
+    if not family.is_bound:
+        if isinstance(dpop, InvalidProof):
+            raise DPoPInvalid
+        return
+    if dpop is None:
+        _proof_rejected(family, "missing", client)
+        raise DPoPRequired
+    if isinstance(dpop, InvalidProof):
+        _proof_rejected(family, dpop.reason, client)
+        raise DPoPInvalid
+    if not hmac.compare_digest(dpop.jkt, family.dpop_jkt):
+        _proof_rejected(family, "jkt", client)
+        raise DPoPInvalid
+
+
+def _proof_rejected(family: TokenFamily, reason: str, client: Client) -> None:
+    logger.warning(
+        "DPoP proof refused for family %s (%s; ip=%s, user agent=%r).",
+        family.pk,
+        reason,
+        client.ip_address,
+        client.user_agent,
+    )
+    signals.dpop_proof_rejected.send(
+        sender=TokenFamily,
+        family=family,
+        user=family.user,
+        reason=reason,
+        ip_address=client.ip_address,
+        user_agent=client.user_agent,
+    )
+
+
 def _find_token(parsed: ParsedToken, db: str) -> RefreshToken | None:
     """The token with this lookup key, its family and user, in one query, if the
     secret matches (compared in constant time)."""
@@ -292,8 +365,10 @@ def _successor_for_retry(
     A retry is a lost response or a second tab, not theft, when all of these hold:
     the token was first used less than the grace period ago (the window runs from
     the first use and never slides); the successor is still unused (its ciphertext
-    is erased when it is used); and the request comes from the same IP address and
-    user agent as the one that first used the token, which the successor recorded.
+    is erased when it is used); and the request comes from the same client as the
+    one that first used the token: for a family bound to a DPoP key, a valid proof
+    by that key (already checked, whatever the address), otherwise the same IP
+    address and user agent, which the successor recorded.
     """
     grace = app_settings.REUSE_GRACE_PERIOD
     if not grace or token.used_at is None or now - token.used_at >= grace:
@@ -302,6 +377,8 @@ def _successor_for_retry(
     successor = RefreshToken.objects.using(db).filter(rotated_from=token).first()
     if successor is None or successor.is_used or successor.sealed is None:
         return None
+    if token.family.is_bound:
+        return successor
     if successor.user_agent != client.user_agent or not _same_ip(
         successor.ip_address, client.ip_address
     ):
@@ -353,6 +430,8 @@ def _token_pair(
 ) -> TokenPair:
     access = AccessToken.for_user(user)
     access[app_settings.FAMILY_CLAIM] = str(family.pk)
+    if family.is_bound:
+        access["cnf"] = {"jkt": family.dpop_jkt}  # RFC 9449 section 6.1
     add_claims = app_settings.ACCESS_TOKEN_CLAIMS
     if add_claims is not None:
         for name, value in add_claims(user, family).items():
@@ -433,16 +512,29 @@ def revoke_families(
     return len(to_revoke)
 
 
-def logout(raw_token: object, *, now: datetime | None = None) -> None:
+def logout(
+    raw_token: object,
+    *,
+    now: datetime | None = None,
+    dpop: Proof | InvalidProof | None = None,
+    client: Client | None = None,
+) -> None:
     """Revoke the family of a refresh token. Says nothing about the token: unknown,
-    malformed and already revoked tokens are ignored alike (no oracle)."""
+    malformed and already revoked tokens are ignored alike (no oracle), and so is a
+    token of a family bound to a DPoP key without a valid proof by that key (someone
+    who stole the token but not the key cannot log the user out)."""
     try:
         parsed = parse_token(raw_token)
     except MalformedToken:
         return
     token = _find_token(parsed, router.db_for_write(RefreshToken))
-    if token is not None:
-        revoke_family(token.family, RevokeReason.LOGOUT, now=now)
+    if token is None:
+        return
+    try:
+        check_proof_of_possession(token.family, dpop, client or Client())
+    except DPoPError:
+        return
+    revoke_family(token.family, RevokeReason.LOGOUT, now=now)
 
 
 def logout_all(user: AbstractBaseUser, *, now: datetime | None = None) -> int:
@@ -600,6 +692,44 @@ def _cache_call(cache: BaseCache | None, method: str, *args: Any) -> Any:
         return None
 
 
+# DPoP proofs are used once ------------------------------------------------------------
+
+# Cache backends whose add() is atomic: of two processes adding one key, one fails.
+ATOMIC_ADD_CACHES = (
+    "django.core.cache.backends.redis.RedisCache",
+    "django.core.cache.backends.memcached.PyMemcacheCache",
+    "django.core.cache.backends.memcached.PyLibMCCache",
+    "django.core.cache.backends.db.DatabaseCache",
+)
+
+
+def proof_is_new(proof: Proof, *, now: datetime | None = None) -> bool:
+    """Record ``proof`` as used; False if it was already (a replay, RFC 9449 11.1).
+
+    Remembered until it would be too old to be accepted anyway, in the family-state
+    cache when that is shared and its add() atomic (one round trip), else in the
+    database (one INSERT into a unique column). If the cache fails, the database
+    answers: a replay is never let through, at worst a proof costs a write.
+    """
+    now = now or timezone.now()
+    expires_at = datetime.fromtimestamp(proof.accepted_until, tz=dt_timezone.utc)
+    cache = _state_cache()
+    backend = type(cache)
+    if cache is not None and f"{backend.__module__}.{backend.__qualname__}" in ATOMIC_ADD_CACHES:
+        timeout = max(1.0, (expires_at - now).total_seconds())
+        try:
+            return bool(cache.add(f"rotating_tokens:dpop:{proof.replay_key}", 1, timeout))
+        except Exception:
+            logger.warning("Cache unavailable for DPoP proofs; using the database.", exc_info=True)
+    db = router.db_for_write(UsedDPoPProof)
+    try:
+        with transaction.atomic(using=db):
+            UsedDPoPProof.objects.using(db).create(key=proof.replay_key, expires_at=expires_at)
+    except IntegrityError:
+        return False
+    return True
+
+
 # Purge ---------------------------------------------------------------------------------
 
 
@@ -679,6 +809,15 @@ def purge(
         result.used_tokens += tokens
         if found and progress:
             progress(result)
+    # DPoP proofs too old to be accepted again (the database replay store).
+    stale_proofs = UsedDPoPProof.objects.using(db).filter(expires_at__lt=now)
+    found = True
+    while found:
+        with transaction.atomic(using=db):
+            keys_ = list(stale_proofs.values_list("pk", flat=True)[:batch_size])
+            found = bool(keys_)
+            if found:
+                UsedDPoPProof.objects.using(db).filter(pk__in=keys_)._raw_delete(db)
     return result
 
 

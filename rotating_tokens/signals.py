@@ -24,3 +24,9 @@ token_reuse_detected = Signal()
 # A family was revoked: its refresh tokens and its access tokens stop working.
 # Arguments: family, reason (a RevokeReason value).
 family_revoked = Signal()
+
+# A request with a token bound to a DPoP key came without a valid proof by that key
+# (a stolen token, most likely). Nothing was changed.
+# Arguments: family, user, reason (a short code: "missing", "jkt", or dpop.REASONS),
+# ip_address, user_agent.
+dpop_proof_rejected = Signal()

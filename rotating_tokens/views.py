@@ -27,9 +27,14 @@ from rest_framework.views import APIView
 
 from . import keys, services
 from .authentication import AccessTokenAuthentication
-from .clients import client_from_request
+from .clients import client_from_request, dpop_proof
 from .conf import app_settings
+from .dpop import InvalidProof, Proof
 from .exceptions import (
+    DPoPError,
+    DPoPInvalid,
+    DPoPRefused,
+    DPoPRequired,
     InvalidCredentials,
     RequestTooLarge,
     ServiceUnavailable,
@@ -71,7 +76,9 @@ class TokenAPIView(APIView):
         return super().get_authenticate_header(request) or 'Bearer realm="api"'
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, TokenError):
+        if isinstance(exc, DPoPError):
+            exc = DPoPRefused.from_error(exc)
+        elif isinstance(exc, TokenError):
             exc = AuthenticationFailed(detail=exc.message, code=exc.code)
         elif isinstance(exc, (DatabaseError, InterfaceError)):
             # InterfaceError (a closed connection) is not a DatabaseError in Django.
@@ -105,7 +112,21 @@ def issue_tokens(request: HttpRequest | Request, user: AbstractBaseUser) -> serv
     compared by the grace period). Answer with ``token_response(request, pair)``. This
     sends no ``user_logged_in``: the project's own login already did, or should.
     """
-    return services.start_family(user, client_from_request(request))
+    return services.start_family(user, client_from_request(request), dpop=login_proof(request))
+
+
+def login_proof(request: HttpRequest | Request) -> Proof | None:
+    """The DPoP proof a login binds its family with, or None (a bearer login).
+
+    Raises ``DPoPRefused`` (400): ``dpop_invalid`` for a proof that is sent but
+    refused (never silently a bearer login), ``dpop_required`` for none when
+    ``DPOP = "required"``."""
+    proof = dpop_proof(request)
+    if isinstance(proof, InvalidProof):
+        raise DPoPRefused.from_error(DPoPInvalid())
+    if proof is None and app_settings.DPOP == "required":
+        raise DPoPRefused.from_error(DPoPRequired())
+    return proof
 
 
 def token_response(request: HttpRequest | Request, pair: services.TokenPair) -> JsonResponse:
@@ -158,13 +179,14 @@ class ObtainTokenView(TokenResponseMixin, TokenAPIView):
     def post(self, request: Request) -> Response:
         serializer = self.serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
+        proof = login_proof(request)  # before the password hasher runs
         credentials = dict(serializer.validated_data)
         user = authenticate(request._request, **credentials)
         # Unknown user, wrong password and inactive user look the same from outside.
         if user is None or not user.is_active:
             raise InvalidCredentials
         self.check_login(request, user)
-        pair = services.start_family(user, client_from_request(request))
+        pair = services.start_family(user, client_from_request(request), dpop=proof)
         user_logged_in.send(sender=user.__class__, request=request._request, user=user)
         return self.get_token_response(pair)
 
@@ -223,7 +245,8 @@ class RefreshTokenView(TokenResponseMixin, TokenAPIView):
         raw = self.refresh_token_from(request)
         if raw is None or raw == "":
             raise TokenMissing
-        return self.get_token_response(services.rotate(raw, client_from_request(request)))
+        pair = services.rotate(raw, client_from_request(request), dpop=dpop_proof(request))
+        return self.get_token_response(pair)
 
 
 @_hide_secrets
@@ -243,7 +266,11 @@ class LogoutView(TokenAPIView):
         return app_settings.REFRESH_THROTTLE_SCOPE
 
     def post(self, request: Request) -> Response:
-        services.logout(self.refresh_token_from(request))
+        services.logout(
+            self.refresh_token_from(request),
+            dpop=dpop_proof(request),
+            client=client_from_request(request),
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

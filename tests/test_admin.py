@@ -175,6 +175,14 @@ def test_last_use_is_shown_like_the_other_dates(admin_client):
     assert "+00:00" not in row and str(last_used.year) in row
 
 
+def test_a_bound_family_shows_its_key_thumbprint(admin_client):
+    family = login().family
+    TokenFamily.objects.filter(pk=family.pk).update(dpop_jkt="a" * 43)
+    listing = admin_client.get(CHANGELIST).content.decode()
+    assert "icon-yes.svg" in listing  # the "bound to a key" column
+    assert "a" * 43 in admin_client.get(change_url(family)).content.decode()
+
+
 def test_families_and_tokens_cannot_be_added(admin_client):
     assert admin_client.get(reverse("admin:rotating_tokens_tokenfamily_add")).status_code == 403
     response = admin_client.get(change_url(login().family))

@@ -178,3 +178,32 @@ def test_drf_num_proxies_that_disagrees_is_warned_about_on_deploy(trusted):
 @override_settings(CACHES=SHARED_CACHE, ROTATING_TOKENS={"TOKEN_HASHER": "md5"})
 def test_checks_are_registered_with_the_security_tag():
     assert "rotating_tokens.E003" in _ids(run_checks(tags=[Tags.security]))
+
+
+@pytest.mark.parametrize(
+    ("rotating_tokens", "expected"),
+    [
+        ({"DPOP": "on"}, "rotating_tokens.E040"),
+        ({"DPOP_ALGORITHMS": ["ES256", "HS256"]}, "rotating_tokens.E041"),
+        ({"DPOP_ALGORITHMS": ["none"]}, "rotating_tokens.E041"),
+        ({"DPOP_ALGORITHMS": []}, "rotating_tokens.E041"),
+        ({"DPOP_PROOF_MAX_AGE": -1}, "rotating_tokens.E042"),
+        ({"DPOP_CLOCK_SKEW": "5s"}, "rotating_tokens.E042"),
+    ],
+    ids=lambda value: value if isinstance(value, str) and value.startswith("rot") else "",
+)
+def test_dpop_misconfiguration_is_reported(rotating_tokens, expected):
+    from rotating_tokens.checks import check_dpop
+
+    with override_settings(ROTATING_TOKENS=rotating_tokens):
+        assert [m.id for m in check_dpop()] == [expected]
+
+
+@pytest.mark.parametrize("algorithms", [("ES256",), ("EdDSA", "RS256", "PS256")])
+def test_dpop_asymmetric_algorithms_are_accepted(algorithms):
+    from rotating_tokens.checks import check_dpop
+
+    with override_settings(
+        ROTATING_TOKENS={"DPOP_ALGORITHMS": algorithms, "DPOP_PROOF_MAX_AGE": 30}
+    ):
+        assert check_dpop() == []

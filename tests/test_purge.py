@@ -193,8 +193,9 @@ def test_a_batch_costs_the_same_statements_however_many_rows(families):
 
 
 # BEGIN, SELECT ids, [UPDATE rotated_from on MySQL], DELETE tokens, DELETE families,
-# COMMIT; then BEGIN, SELECT, COMMIT for each of the four empty selections.
-NUMBER_OF_STATEMENTS = {"sqlite": 5 + 4 * 3, "postgresql": 5 + 4 * 3, "mysql": 6 + 4 * 3}
+# COMMIT; then BEGIN, SELECT, COMMIT for each of the four empty selections, and for the
+# empty selection of stale DPoP proofs.
+NUMBER_OF_STATEMENTS = {"sqlite": 5 + 5 * 3, "postgresql": 5 + 5 * 3, "mysql": 6 + 5 * 3}
 
 
 def test_a_purge_that_finds_its_rows_gone_goes_on():
@@ -296,3 +297,12 @@ def test_command_verbosity_two_reports_batches_and_zero_is_silent():
 def test_command_refuses_bad_options(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("purge_expired_tokens", *args)
+
+
+def test_purge_deletes_dpop_proofs_too_old_to_be_replayed():
+    from rotating_tokens.models import UsedDPoPProof
+
+    UsedDPoPProof.objects.create(key="a" * 64, expires_at=T0 + DAY)
+    UsedDPoPProof.objects.create(key="b" * 64, expires_at=T0 + 3 * DAY)
+    purge(T0 + 2 * DAY, batch_size=1)
+    assert list(UsedDPoPProof.objects.values_list("key", flat=True)) == ["b" * 64]

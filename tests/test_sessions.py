@@ -44,7 +44,9 @@ def test_lists_the_users_active_sessions_newest_first_with_the_current_one_marke
         "ip_address",
         "user_agent",
         "current",
+        "dpop_jkt",
     }
+    assert sessions[0]["dpop_jkt"] is None  # bearer families
     # Where and with what it was last used, not where it logged in.
     assert (sessions[0]["ip_address"], sessions[0]["user_agent"]) == ("203.0.113.5", "phone/1.1")
     assert sessions[0]["last_used_at"] > sessions[0]["created_at"]

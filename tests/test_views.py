@@ -61,7 +61,14 @@ def test_obtain_returns_the_token_pair(api_client, user, password):
     )
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"access", "access_expires_at", "refresh", "refresh_expires_at"}
+    assert set(body) == {
+        "access",
+        "access_expires_at",
+        "token_type",
+        "refresh",
+        "refresh_expires_at",
+    }
+    assert body["token_type"] == "Bearer"
     assert body["refresh"].startswith("rtok_")
     now = timezone.now()
     # parse_datetime: Python 3.10's fromisoformat() does not read the "Z" suffix.
@@ -228,7 +235,14 @@ def test_refresh_returns_a_new_pair(api_client, user, password):
     response = _refresh(api_client, login["refresh"])
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"access", "access_expires_at", "refresh", "refresh_expires_at"}
+    assert set(body) == {
+        "access",
+        "access_expires_at",
+        "token_type",
+        "refresh",
+        "refresh_expires_at",
+    }
+    assert body["token_type"] == "Bearer"
     assert body["refresh"] != login["refresh"]
     assert parse_datetime(body["access_expires_at"])
     assert parse_datetime(body["refresh_expires_at"])

@@ -1,0 +1,388 @@
+"""Sender-constrained tokens over HTTP (RFC 9449): binding at login, refresh and logout
+of a bound family, the grace period by key, resource requests. The proof checks
+themselves are tested one by one in test_dpop.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from unittest import mock
+
+import jwt
+import pytest
+from rest_framework.test import APIClient
+
+from rotating_tokens import services, signals
+from rotating_tokens.crypto import parse_token
+from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
+
+from .dpop_client import DPoPKey
+
+pytestmark = pytest.mark.django_db
+
+BASE = "http://testserver"
+OBTAIN, REFRESH, LOGOUT = "/api/auth/token/", "/api/auth/token/refresh/", "/api/auth/logout/"
+ME, SESSIONS = "/api/me/", "/api/auth/sessions/"
+
+
+@pytest.fixture
+def key() -> DPoPKey:
+    return DPoPKey()
+
+
+def login(api_client, user, password, key: DPoPKey | None = None, **extra):
+    headers = key.headers("POST", BASE + OBTAIN) if key else {}
+    return api_client.post(
+        OBTAIN,
+        {"username": user.username, "password": password},
+        format="json",
+        **headers,
+        **extra,
+    )
+
+
+def refresh(api_client, raw, key: DPoPKey | None = None, **extra):
+    headers = key.headers("POST", BASE + REFRESH) if key else {}
+    return api_client.post(REFRESH, {"refresh": raw}, format="json", **headers, **extra)
+
+
+def me(api_client, access, key: DPoPKey | None = None, scheme="DPoP", **proof_kwargs):
+    headers = {"HTTP_AUTHORIZATION": f"{scheme} {access}"}
+    if key is not None:
+        headers |= key.headers("GET", BASE + ME, access=access, **proof_kwargs)
+    return api_client.get(ME, **headers)
+
+
+def claims(access: str) -> dict:
+    return jwt.decode(access, options={"verify_signature": False})
+
+
+def assert_error(response, status: int, code: str) -> None:
+    assert response.status_code == status, response.content
+    assert response.json()["code"] == code
+
+
+def token_row(raw: str) -> RefreshToken:
+    return RefreshToken.objects.get(lookup_key=parse_token(raw).lookup_key)
+
+
+@pytest.fixture
+def bound(api_client, user, password, key) -> dict:
+    response = login(api_client, user, password, key)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+@pytest.fixture
+def rejections():
+    seen: list[tuple] = []
+
+    def receiver(family, reason, ip_address, user_agent, **kwargs):
+        seen.append((family.pk, reason, ip_address, user_agent))
+
+    signals.dpop_proof_rejected.connect(receiver)
+    yield seen
+    signals.dpop_proof_rejected.disconnect(receiver)
+
+
+# Login --------------------------------------------------------------------------------
+
+
+def test_login_with_a_proof_binds_the_family(bound, key):
+    assert bound["token_type"] == "DPoP"
+    family = TokenFamily.objects.get()
+    assert family.dpop_jkt == key.jkt
+    assert claims(bound["access"])["cnf"] == {"jkt": key.jkt}
+
+
+def test_login_without_a_proof_is_a_bearer_login(api_client, user, password):
+    body = login(api_client, user, password).json()
+    assert body["token_type"] == "Bearer"
+    assert "cnf" not in claims(body["access"])
+    assert TokenFamily.objects.get().dpop_jkt == ""
+
+
+@pytest.mark.parametrize(
+    "case", ["other URL", "other method", "stale", "from the future", "replayed", "garbage"]
+)
+def test_login_with_an_invalid_proof_is_never_a_bearer_login(api_client, user, password, key, case):
+    url, method, iat = BASE + OBTAIN, "POST", None
+    if case == "other URL":
+        url = BASE + REFRESH
+    elif case == "other method":
+        method = "GET"
+    elif case == "stale":
+        iat = __import__("time").time() - 120
+    elif case == "from the future":
+        iat = __import__("time").time() + 60
+    proof = "not.a.proof" if case == "garbage" else key.proof(method, url, iat=iat, jti="j1")
+    if case == "replayed":
+        assert login(api_client, user, password, HTTP_DPOP=proof).status_code == 200
+        TokenFamily.objects.all().delete()
+    response = login(api_client, user, password, HTTP_DPOP=proof)
+    assert_error(response, 400, "dpop_invalid")
+    assert not TokenFamily.objects.exists()
+
+
+def test_required_mode_refuses_a_login_without_a_proof(api_client, user, password, key, settings):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP": "required"}
+    assert_error(login(api_client, user, password), 400, "dpop_required")
+    assert not TokenFamily.objects.exists()
+    assert login(api_client, user, password, key).json()["token_type"] == "DPoP"
+
+
+def test_off_mode_ignores_proofs(api_client, user, password, key, settings):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP": "off"}
+    assert login(api_client, user, password, key).json()["token_type"] == "Bearer"
+    assert login(api_client, user, password, HTTP_DPOP="garbage").status_code == 200
+
+
+# Refresh of a bound family -----------------------------------------------------------------
+
+
+def test_refresh_with_a_proof_by_the_bound_key_rotates_and_stays_bound(api_client, bound, key):
+    response = refresh(api_client, bound["refresh"], key)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["token_type"] == "DPoP"
+    assert claims(body["access"])["cnf"] == {"jkt": key.jkt}
+    assert token_row(bound["refresh"]).used_at is not None
+
+
+@pytest.mark.parametrize("case", ["no proof", "another key", "invalid proof"])
+def test_refresh_without_the_key_changes_nothing(api_client, bound, key, rejections, case):
+    thief = {"REMOTE_ADDR": "198.51.100.66", "HTTP_USER_AGENT": "thief/1.0"}
+    if case == "no proof":
+        response = refresh(api_client, bound["refresh"], **thief)
+        expected, reason = "dpop_required", "missing"
+    elif case == "another key":
+        response = refresh(api_client, bound["refresh"], DPoPKey(), **thief)
+        expected, reason = "dpop_invalid", "jkt"
+    else:
+        proof = key.proof("POST", BASE + OBTAIN)  # signed by the key, for another URL
+        response = refresh(api_client, bound["refresh"], HTTP_DPOP=proof, **thief)
+        expected, reason = "dpop_invalid", "htu"
+    assert_error(response, 400, expected)
+    assert token_row(bound["refresh"]).used_at is None  # not consumed
+    family = TokenFamily.objects.get()
+    assert family.revoked_at is None  # not even logged out
+    assert rejections == [(family.pk, reason, "198.51.100.66", "thief/1.0")]
+    # The real client, with the key, goes on.
+    assert refresh(api_client, bound["refresh"], key).status_code == 200
+
+
+def test_replay_of_a_used_token_without_the_key_does_not_kill_the_family(api_client, bound, key):
+    assert refresh(api_client, bound["refresh"], key).status_code == 200
+    assert_error(
+        refresh(api_client, bound["refresh"], REMOTE_ADDR="198.51.100.66"), 400, "dpop_required"
+    )
+    assert TokenFamily.objects.get().revoked_at is None
+
+
+def test_grace_retry_by_the_key_gets_the_same_successor_from_anywhere(api_client, bound, key):
+    first = refresh(api_client, bound["refresh"], key).json()
+    retry = refresh(
+        api_client,
+        bound["refresh"],
+        key,
+        REMOTE_ADDR="198.51.100.99",
+        HTTP_USER_AGENT="another-network/2.0",
+    )
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["refresh"] == first["refresh"]
+
+
+def test_replay_by_the_key_after_the_window_is_reuse(api_client, bound, key, time_machine):
+    from django.utils import timezone
+
+    first = refresh(api_client, bound["refresh"], key).json()
+    time_machine.move_to(timezone.now() + timedelta(seconds=11), tick=False)
+    assert_error(refresh(api_client, bound["refresh"], key), 401, "token_reused")
+    assert TokenFamily.objects.get().revoke_reason == RevokeReason.REUSE_DETECTED
+    assert_error(refresh(api_client, first["refresh"], key), 401, "token_revoked")
+
+
+def test_replay_by_the_key_after_the_successor_was_used_is_reuse(api_client, bound, key):
+    first = refresh(api_client, bound["refresh"], key).json()
+    assert refresh(api_client, first["refresh"], key).status_code == 200
+    assert_error(refresh(api_client, bound["refresh"], key), 401, "token_reused")
+
+
+def test_a_replayed_proof_is_refused(api_client, bound, key):
+    proof = key.proof("POST", BASE + REFRESH)
+    assert refresh(api_client, bound["refresh"], HTTP_DPOP=proof).status_code == 200
+    assert_error(refresh(api_client, bound["refresh"], HTTP_DPOP=proof), 400, "dpop_invalid")
+
+
+# Unbound families ----------------------------------------------------------------------------
+
+
+def test_a_proof_does_not_bind_a_family_after_login(api_client, user, password, key):
+    body = login(api_client, user, password).json()
+    response = refresh(api_client, body["refresh"], key)
+    assert response.json()["token_type"] == "Bearer"
+    assert TokenFamily.objects.get().dpop_jkt == ""
+
+
+def test_an_invalid_proof_on_an_unbound_family_is_refused(api_client, user, password):
+    body = login(api_client, user, password).json()
+    assert_error(refresh(api_client, body["refresh"], HTTP_DPOP="garbage"), 400, "dpop_invalid")
+    assert token_row(body["refresh"]).used_at is None
+
+
+# Resource requests ---------------------------------------------------------------------------
+
+
+def test_bound_access_token_with_its_proof_authenticates(api_client, bound, key):
+    response = me(api_client, bound["access"], key)
+    assert response.status_code == 200, response.content
+
+
+def test_bound_access_token_as_bearer_is_dpop_required(api_client, bound, key):
+    response = me(api_client, bound["access"], scheme="Bearer")
+    assert_error(response, 401, "dpop_required")
+    assert response["WWW-Authenticate"] == 'DPoP algs="ES256 EdDSA"'
+
+
+@pytest.mark.parametrize("case", ["no proof", "another key", "no ath", "wrong ath", "other URL"])
+def test_bound_access_token_without_a_good_proof_is_dpop_invalid(api_client, bound, key, case):
+    access = bound["access"]
+    if case == "no proof":
+        response = me(api_client, access)
+    elif case == "another key":
+        response = me(api_client, access, DPoPKey())
+    elif case == "no ath":
+        response = api_client.get(
+            ME, HTTP_AUTHORIZATION=f"DPoP {access}", **key.headers("GET", BASE + ME)
+        )
+    elif case == "wrong ath":
+        response = api_client.get(
+            ME,
+            HTTP_AUTHORIZATION=f"DPoP {access}",
+            **key.headers("GET", BASE + ME, access=access + "x"),
+        )
+    else:
+        response = api_client.get(
+            ME,
+            HTTP_AUTHORIZATION=f"DPoP {access}",
+            **key.headers("GET", BASE + SESSIONS, access=access),
+        )
+    assert_error(response, 401, "dpop_invalid")
+    challenge = response["WWW-Authenticate"]
+    assert challenge.startswith("DPoP ")
+    assert 'error="invalid_dpop_proof"' in challenge and 'algs="ES256 EdDSA"' in challenge
+
+
+def test_unbound_access_token_with_the_dpop_scheme_is_token_invalid(api_client, user, password):
+    access = login(api_client, user, password).json()["access"]
+    assert_error(me(api_client, access, DPoPKey()), 401, "token_invalid")
+
+
+def test_a_401_offers_both_schemes(api_client):
+    response = api_client.get(ME)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer realm="api", DPoP algs="ES256 EdDSA"'
+
+
+def test_every_api_view_takes_a_bound_token(api_client, bound, key):
+    access = bound["access"]
+    listed = api_client.get(
+        SESSIONS,
+        HTTP_AUTHORIZATION=f"DPoP {access}",
+        **key.headers("GET", BASE + SESSIONS, access=access),
+    )
+    assert listed.status_code == 200, listed.content
+    (session,) = listed.json()
+    assert session["dpop_jkt"] == key.jkt
+
+
+def test_htu_follows_the_trusted_proxys_scheme(api_client, user, password, key, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    response = api_client.post(
+        OBTAIN,
+        {"username": user.username, "password": password},
+        format="json",
+        HTTP_X_FORWARDED_PROTO="https",
+        HTTP_HOST="api.example.com",  # what the proxy passes on
+        **key.headers("POST", "https://api.example.com" + OBTAIN),
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["token_type"] == "DPoP"
+
+
+# Logout -------------------------------------------------------------------------------------
+
+
+def test_logout_of_a_bound_family_needs_the_key(api_client, bound, key):
+    response = api_client.post(LOGOUT, {"refresh": bound["refresh"]}, format="json")
+    assert response.status_code == 204
+    assert TokenFamily.objects.get().revoked_at is None
+    response = api_client.post(
+        LOGOUT,
+        {"refresh": bound["refresh"]},
+        format="json",
+        **key.headers("POST", BASE + LOGOUT),
+    )
+    assert response.status_code == 204
+    assert TokenFamily.objects.get().revoke_reason == RevokeReason.LOGOUT
+
+
+# The cookie transport ---------------------------------------------------------------------
+
+
+def test_a_browser_family_is_both_in_the_cookie_and_bound(settings, user, password, key):
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE,
+        "rotating_tokens.middleware.RefreshTokenCookieMiddleware",
+    ]
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "TRANSPORT": "auto"}
+    browser = APIClient(enforce_csrf_checks=True, HTTP_SEC_FETCH_SITE="same-origin")
+    body = login(browser, user, password, key).json()
+    assert "refresh" not in body and body["token_type"] == "DPoP"
+    csrf = {"HTTP_X_CSRFTOKEN": browser.cookies["csrftoken"].value}
+    # The cookie alone (a copy of it, say) is not enough; the cookie stays.
+    refused = browser.post(REFRESH, content_type="application/json", **csrf)
+    assert_error(refused, 400, "dpop_required")
+    assert "__Secure-refresh_token" not in refused.cookies
+    refreshed = browser.post(
+        REFRESH, content_type="application/json", **csrf, **key.headers("POST", BASE + REFRESH)
+    )
+    assert refreshed.status_code == 200, refreshed.content
+    assert refreshed.cookies["__Secure-refresh_token"].value.startswith("rtok_")
+
+
+# The replay store -------------------------------------------------------------------------
+
+
+def test_proofs_are_remembered_in_the_database_without_a_shared_cache(key):
+    from rotating_tokens import dpop
+
+    proof = dpop.verify_proof(
+        key.proof("GET", "https://x.example/"),
+        method="GET",
+        url="https://x.example/",
+        now=__import__("time").time(),
+    )
+    assert services.proof_is_new(proof)  # LocMemCache: not shared, so the database
+    assert not services.proof_is_new(proof)
+
+
+def test_a_failing_cache_falls_back_to_the_database(key, settings):
+    from rotating_tokens import dpop
+
+    settings.CACHES = {
+        **settings.CACHES,
+        "state": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        },
+    }
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+    proof = dpop.verify_proof(
+        key.proof("GET", "https://x.example/"),
+        method="GET",
+        url="https://x.example/",
+        now=__import__("time").time(),
+    )
+    with mock.patch("rotating_tokens.services.logger"):
+        assert services.proof_is_new(proof)
+        assert not services.proof_is_new(proof)
