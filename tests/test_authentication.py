@@ -252,7 +252,9 @@ def any_cache(request, settings, tmp_path):
     settings.CACHES = {**settings.CACHES, "state": backends[request.param]()}
     settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
     if request.param == "database":
-        call_command("createcachetable", "state", verbosity=0)
+        call_command("createcachetable", verbosity=0)  # the tables CACHES names
+    caches["state"].set("probe", 1)
+    assert caches["state"].get("probe") == 1  # a cache that works, not a fallback
     yield caches["state"]
     if request.param != "database":  # the table went with the test's transaction
         caches["state"].clear()
