@@ -33,7 +33,7 @@ pytestmark = [
 ]
 
 
-def _race(raw: str, clients: list[Client]) -> list[str]:
+def _race(raw: str, clients: list[Client], proofs: list | None = None) -> list[str]:
     """Rotate ``raw`` from one thread per client, all released at once. Each result is
     the new refresh token or the error code."""
     barrier = threading.Barrier(len(clients))
@@ -42,7 +42,8 @@ def _race(raw: str, clients: list[Client]) -> list[str]:
     def run(i: int) -> None:
         try:
             barrier.wait()
-            results[i] = services.rotate(raw, clients[i]).refresh
+            dpop = proofs[i] if proofs else None
+            results[i] = services.rotate(raw, clients[i], dpop=dpop).refresh
         except TokenError as exc:
             results[i] = exc.code
         except Exception as exc:  # reported by the assertions, not lost in the thread
@@ -128,3 +129,56 @@ def test_simultaneous_presentations_of_a_simplejwt_token_convert_it_once(user, s
     assert ConvertedToken.objects.count() == 1
     family = TokenFamily.objects.get()
     assert family.revoke_reason == RevokeReason.REUSE_DETECTED
+
+
+def _proofs(key, count: int) -> list:
+    """``count`` verified proofs by ``key`` for a refresh, as the view would pass them."""
+    import time
+
+    from rotating_tokens.dpop import verify_proof
+
+    url = "http://testserver/api/auth/token/refresh/"
+    return [
+        verify_proof(key.proof("POST", url), method="POST", url=url, now=time.time())
+        for _ in range(count)
+    ]
+
+
+def test_simultaneous_refreshes_of_a_bound_token_rotate_once(user):
+    from .dpop_client import DPoPKey
+
+    key = DPoPKey()
+    login = services.start_family(user, Client("198.51.100.1", "app/1.0"), dpop=_proofs(key, 1)[0])
+    # Each request from anywhere, each with its own proof by the key: the same client.
+    clients = [Client(f"198.51.100.{i + 1}", f"app/{i}") for i in range(THREADS)]
+    results = _race(login.refresh, clients, _proofs(key, THREADS))
+    assert len(set(results)) == 1, results
+    assert results[0].startswith("rtok_")
+    assert _successors(login) == 1
+    assert TokenFamily.objects.get().revoked_at is None
+
+
+@override_settings(ROTATING_TOKENS={"REUSE_GRACE_PERIOD": timedelta(0)})
+def test_simultaneous_refreshes_of_a_bound_token_without_grace_rotate_once(user):
+    from .dpop_client import DPoPKey
+
+    key = DPoPKey()
+    login = services.start_family(user, Client("198.51.100.1", "app/1.0"), dpop=_proofs(key, 1)[0])
+    results = _race(
+        login.refresh, [Client("198.51.100.1", "app/1.0")] * THREADS, _proofs(key, THREADS)
+    )
+    winners = [r for r in results if r.startswith("rtok_")]
+    assert len(winners) == 1, results
+    assert set(results) - set(winners) <= {"token_reused", "token_revoked"}, results
+    assert _successors(login) == 1
+
+
+def test_simultaneous_refreshes_of_a_bound_token_without_proofs_change_nothing(user):
+    from .dpop_client import DPoPKey
+
+    key = DPoPKey()
+    login = services.start_family(user, Client("198.51.100.1", "app/1.0"), dpop=_proofs(key, 1)[0])
+    results = _race(login.refresh, [Client("198.51.100.66", "thief/1.0")] * THREADS)
+    assert set(results) == {"dpop_required"}, results
+    assert _successors(login) == 0
+    assert TokenFamily.objects.get().revoked_at is None
