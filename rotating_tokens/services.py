@@ -234,7 +234,14 @@ def _convert_simplejwt_token(raw: str, client: Client, now: datetime) -> TokenPa
     db = router.db_for_write(ConvertedToken)
     if ConvertedToken.objects.using(db).filter(jti=simple.jti).exists():
         _reuse_of_converted_token(simple.jti, client, now, db)
-    if not user.is_active or legacy.is_blacklisted(simple.jti):
+    if not user.is_active:
+        raise TokenRevoked
+    if legacy.is_blacklisted(simple.jti):
+        # Blacklisted with its conversion, in the same transaction: if that committed
+        # since the check above, this is a racing second presentation, not a token
+        # that was logged out before the switch.
+        if ConvertedToken.objects.using(db).filter(jti=simple.jti).exists():
+            _reuse_of_converted_token(simple.jti, client, now, db)
         raise TokenRevoked
     try:
         with transaction.atomic(using=db):
