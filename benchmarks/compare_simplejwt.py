@@ -1,12 +1,23 @@
-"""Refresh-token rotation: this app against djangorestframework-simplejwt, in one run.
+"""Refresh-token rotation and authenticated reads: this app against
+djangorestframework-simplejwt, in one run.
 
     .venv/bin/pip install -e ".[bench]"
     .venv/bin/python benchmarks/compare_simplejwt.py
 
 Starts both projects under gunicorn (same worker count and settings, DEBUG off), each
 on a fresh PostgreSQL database that it creates and drops, and drives them with the same
-HTTP client, alternating, at several concurrencies. Every client follows one chain:
-each refresh sends the token the previous one returned. Then it counts SQL statements
+HTTP client, alternating, at several concurrencies, three kinds of request:
+
+- refresh: every client follows one chain, each refresh sending the token the previous
+  one returned (this app: rotation with families; simplejwt: rotation with its
+  blacklist);
+- read: ``GET /api/me/`` with a valid access token (this app: AccessTokenAuthentication,
+  which checks the family's state in the shared cache; simplejwt: its stateless
+  JWTAuthentication), one user query in both;
+- floor: ``GET`` on the refresh URL, a 405 that reaches the view and does nothing: what
+  the stack (gunicorn, middleware, DRF) costs before any work.
+
+No throttling on either side: simplejwt's views have none. Then it counts SQL statements
 per login and refresh in-process, times the two hashers and the secret comparison, and
 fires 50 concurrent refreshes of one token at each server.
 
@@ -49,6 +60,7 @@ class Peer:
     port: int
     login_path: str
     refresh_path: str
+    read_path: str = "/api/me/"
 
 
 OURS = Peer(
@@ -95,11 +107,29 @@ def post(port: int, path: str, body: dict[str, Any], timeout: float = 30) -> tup
         conn.close()
 
 
-def login(peer: Peer) -> str:
+def get(port: int, path: str, access: str | None = None, timeout: float = 30) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"User-Agent": "bench-client/1.0"}
+    if access:
+        headers["Authorization"] = f"Bearer {access}"
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def login_pair(peer: Peer) -> dict[str, Any]:
     status, data = post(peer.port, peer.login_path, {"username": USERNAME, "password": PASSWORD})
     if status != 200:
         raise RuntimeError(f"{peer.name}: login failed with {status}: {data}")
-    return data["refresh"]
+    return data
+
+
+def login(peer: Peer) -> str:
+    return login_pair(peer)["refresh"]
 
 
 # Servers and databases -----------------------------------------------------------------
@@ -210,8 +240,11 @@ class Phase:
     seconds: float = 0.0
 
 
-def run_phase(peer: Peer, tokens: list[str], duration: float) -> Phase:
-    """``len(tokens)`` clients refresh their own chain for ``duration`` seconds."""
+def run_phase(
+    peer: Peer, tokens: list[str], duration: float, kind: str = "refresh", access: str = ""
+) -> Phase:
+    """``len(tokens)`` clients send requests of ``kind`` for ``duration`` seconds: each
+    refreshes its own chain, reads ``/api/me/`` with ``access``, or hits the floor."""
     phase = Phase()
     lock = threading.Lock()
     start = threading.Barrier(len(tokens) + 1)
@@ -223,17 +256,25 @@ def run_phase(peer: Peer, tokens: list[str], duration: float) -> Phase:
         start.wait()
         while time.perf_counter() < deadline:
             began = time.perf_counter()
+            data: Any = None
             try:
-                status, data = post(peer.port, peer.refresh_path, {"refresh": tokens[index]})
+                if kind == "refresh":
+                    status, data = post(peer.port, peer.refresh_path, {"refresh": tokens[index]})
+                elif kind == "read":
+                    status = get(peer.port, peer.read_path, access)
+                else:
+                    status = get(peer.port, peer.refresh_path)
             except OSError:
-                status, data = 0, None
+                status = 0
             elapsed = time.perf_counter() - began
-            if status == 200:
+            if status == {"refresh": 200, "read": 200, "floor": 405}[kind]:
                 latencies.append(elapsed)
-                tokens[index] = data["refresh"]
+                if kind == "refresh":
+                    tokens[index] = data["refresh"]
             else:
                 errors += 1
-                tokens[index] = login(peer)  # the chain is broken: start a new one
+                if kind == "refresh":
+                    tokens[index] = login(peer)  # the chain is broken: start a new one
         with lock:
             phase.latencies.extend(latencies)
             phase.refreshes += len(latencies)
@@ -443,6 +484,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--duration", type=float, default=3, help="seconds per phase")
     parser.add_argument("--rounds", type=int, default=6, help="alternations per concurrency")
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["refresh", "read", "floor"],
+        choices=["refresh", "read", "floor"],
+        help="what to measure (default: all three)",
+    )
     args = parser.parse_args()
     if args.child:
         child(args.child)
@@ -462,47 +510,65 @@ def main() -> None:
         chains = {peer.name: [login(peer) for _ in range(max(args.concurrency))] for peer in PEERS}
         for peer in PEERS:  # warm both servers up
             run_phase(peer, chains[peer.name], 1)
-        results: dict[tuple[str, int], list[Phase]] = {}
-        for concurrency in args.concurrency:
-            for round_ in range(args.rounds):
-                order = PEERS if round_ % 2 == 0 else PEERS[::-1]
-                for peer in order:
-                    tokens = chains[peer.name][:concurrency]
-                    phase = run_phase(peer, tokens, args.duration)
-                    chains[peer.name][:concurrency] = tokens
-                    results.setdefault((peer.name, concurrency), []).append(phase)
-                    print(
-                        f"  {peer.name:16} c={concurrency:<3} round {round_ + 1}: "
-                        f"{phase.refreshes / phase.seconds:7.1f}/s",
-                        flush=True,
-                    )
+        results: dict[tuple[str, str, int], list[Phase]] = {}
+        for kind in args.kinds:
+            for concurrency in args.concurrency:
+                # A fresh access token per kind and concurrency: a phase is far shorter
+                # than its five minutes.
+                access = {peer.name: login_pair(peer)["access"] for peer in PEERS}
+                for round_ in range(args.rounds):
+                    order = PEERS if round_ % 2 == 0 else PEERS[::-1]
+                    for peer in order:
+                        tokens = chains[peer.name][:concurrency]
+                        phase = run_phase(peer, tokens, args.duration, kind, access[peer.name])
+                        chains[peer.name][:concurrency] = tokens
+                        results.setdefault((kind, peer.name, concurrency), []).append(phase)
+                        print(
+                            f"  {kind:8} {peer.name:16} c={concurrency:<3} round {round_ + 1}: "
+                            f"{phase.refreshes / phase.seconds:7.1f}/s",
+                            flush=True,
+                        )
     finally:
         for server in servers:
             stop_server(server)
         drop_databases(args)
 
-    print()
-    print(
-        f"Refresh throughput, gunicorn {args.workers} sync workers each, "
-        f"{args.rounds} x {args.duration:g} s per peer and concurrency, alternating:"
-    )
-    header = f"{'peer':16} {'clients':>7} {'refresh/s':>10} {'p50 ms':>8} {'p95 ms':>8} "
-    print(header + f"{'p99 ms':>8} {'errors':>7} {'ours/theirs':>12}")
-    for concurrency in args.concurrency:
-        rates = {}
-        for peer in PEERS:
-            phases = results[(peer.name, concurrency)]
-            latencies = [x for p in phases for x in p.latencies]
-            rate = sum(p.refreshes for p in phases) / sum(p.seconds for p in phases)
-            rates[peer.name] = rate
-            ratio = f"{rates[OURS.name] / rate:.2f}x" if peer is THEIRS else ""
-            print(
-                f"{peer.name:16} {concurrency:>7} {rate:>10.1f} "
-                f"{1000 * percentile(latencies, 0.50):>8.1f} "
-                f"{1000 * percentile(latencies, 0.95):>8.1f} "
-                f"{1000 * percentile(latencies, 0.99):>8.1f} "
-                f"{sum(p.errors for p in phases):>7} {ratio:>12}"
-            )
+    rates: dict[tuple[str, str, int], float] = {}
+    for kind in args.kinds:
+        print()
+        print(
+            f"{kind.capitalize()} throughput, gunicorn {args.workers} sync workers each, no "
+            f"throttling, {args.rounds} x {args.duration:g} s per peer and concurrency, "
+            "alternating:"
+        )
+        header = f"{'peer':16} {'clients':>7} {'requests/s':>11} {'p50 ms':>8} {'p95 ms':>8} "
+        print(header + f"{'p99 ms':>8} {'errors':>7} {'ours/theirs':>12}")
+        for concurrency in args.concurrency:
+            for peer in PEERS:
+                phases = results[(kind, peer.name, concurrency)]
+                latencies = [x for p in phases for x in p.latencies]
+                rate = sum(p.refreshes for p in phases) / sum(p.seconds for p in phases)
+                rates[(kind, peer.name, concurrency)] = rate
+                ratio = (
+                    f"{rates[(kind, OURS.name, concurrency)] / rate:.2f}x" if peer is THEIRS else ""
+                )
+                print(
+                    f"{peer.name:16} {concurrency:>7} {rate:>11.1f} "
+                    f"{1000 * percentile(latencies, 0.50):>8.1f} "
+                    f"{1000 * percentile(latencies, 0.95):>8.1f} "
+                    f"{1000 * percentile(latencies, 0.99):>8.1f} "
+                    f"{sum(p.errors for p in phases):>7} {ratio:>12}"
+                )
+    if {"refresh", "read"} <= set(args.kinds):
+        print("\nHow close a refresh is to the limit (this app, same run):")
+        for concurrency in args.concurrency:
+            refresh = rates[("refresh", OURS.name, concurrency)]
+            read = rates[("read", OURS.name, concurrency)]
+            floor = rates.get(("floor", OURS.name, concurrency))
+            line = f"  {concurrency:>3} clients: refresh/read {refresh / read:.2f}"
+            if floor:
+                line += f", read/floor {read / floor:.2f}, refresh/floor {refresh / floor:.2f}"
+            print(line)
 
     print("\nSQL statements (CaptureQueriesContext, transaction control included):")
     for peer in PEERS:
