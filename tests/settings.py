@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import dj_database_url
 
@@ -46,6 +47,12 @@ TEMPLATES = [
 
 # SQLite by default; DATABASE_URL=postgres://… or mysql://… runs the same suite there.
 DATABASES = {"default": dj_database_url.config(default="sqlite:///:memory:")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory: the browser tests' live server answers from threads of its own,
+    # which must not share the tests' one in-memory connection (overlapping requests
+    # would break each other's transactions). pytest-django adds the xdist worker's
+    # name to it.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(__file__).parent / ".test-db.sqlite3")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     DATABASES["default"].setdefault("OPTIONS", {})["charset"] = "utf8mb4"
     DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}

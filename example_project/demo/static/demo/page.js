@@ -36,6 +36,7 @@ async function showApp() {
   $("app-view").hidden = false;
   $("login-error").textContent = "";
   $("visible-cookies").textContent = document.cookie || "(nothing)";
+  showAccessState();
   await callMe();
   await loadSessions();
 }
@@ -73,6 +74,9 @@ async function loadSessions() {
       row.append(Object.assign(document.createElement("td"), {
         className: "agent", textContent: session.user_agent, title: session.user_agent,
       }));
+      // The thumbprint of the key a bound session needs (null: a Bearer session).
+      const key = session.dpop_jkt ? `${session.dpop_jkt.slice(0, 8)}…` : "–";
+      row.append(Object.assign(document.createElement("td"), { className: "key", textContent: key }));
       const cell = document.createElement("td");
       if (session.current) cell.append(Object.assign(document.createElement("span"), { className: "badge", textContent: "this browser" }));
       const button = Object.assign(document.createElement("button"), {
@@ -95,10 +99,13 @@ async function signOutSession(session) {
   await loadSessions();
 }
 
-// The access token's remaining life, to watch it expire (the demo uses 20 seconds).
+// The access token's remaining life, to watch it expire (the demo uses 20 seconds), and
+// the key the session is bound to (a refresh in another tab may have changed it).
 function showAccessState() {
   const expires = client.accessExpiresAt;
   if (!expires) return;
+  const key = client.boundKey;
+  $("dpop-state").textContent = key ? `bound to key ${key.slice(0, 8)}…` : "not bound (Bearer token)";
   const left = Math.max(0, Math.round((expires - Date.now()) / 1000));
   $("access-state").textContent = left ? `expires in ${left} s` : "expired; the next call refreshes it silently";
   const lifetime = Math.max(1, (expires - client.accessIssuedAt) / 1000);
