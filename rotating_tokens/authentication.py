@@ -19,8 +19,8 @@ from . import dpop, keys, legacy
 from .clients import dpop_proof
 from .conf import app_settings
 from .dpop import Proof
-from .exceptions import DPoPError, DPoPInvalid, DPoPRequired
-from .services import family_allows_access, set_current_family
+from .exceptions import DPoPError, DPoPInvalid, DPoPRequired, ServiceUnavailable
+from .services import ReplayStoreUnavailable, family_allows_access, set_current_family
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -49,11 +49,7 @@ class AccessTokenAuthentication(JWTAuthentication):
         if header is None:
             return None
         parts = header.split()
-        dpop_scheme = (
-            len(parts) > 0
-            and parts[0].lower() == DPOP_SCHEME.lower()
-            and app_settings.DPOP != "off"
-        )
+        dpop_scheme = len(parts) > 0 and parts[0].lower() == DPOP_SCHEME.lower()
         if dpop_scheme:
             if len(parts) != 2:
                 raise AuthenticationFailed(
@@ -77,7 +73,7 @@ class AccessTokenAuthentication(JWTAuthentication):
     ) -> None:
         cnf = token.get("cnf")
         jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
-        if not jkt or app_settings.DPOP == "off":
+        if not jkt:
             if dpop_scheme:  # RFC 9449 section 7.1: DPoP is for bound tokens only
                 raise AuthenticationFailed(
                     str(_("This access token is not bound to a key: send it as Bearer.")),
@@ -86,7 +82,10 @@ class AccessTokenAuthentication(JWTAuthentication):
             return
         if not dpop_scheme:
             self._refuse(request, DPoPRequired(), proof_refused=False)
-        proof = dpop_proof(request, access_token=raw_token.decode("ascii", "replace"))
+        try:
+            proof = dpop_proof(request, access_token=raw_token.decode("ascii", "replace"))
+        except ReplayStoreUnavailable:
+            raise ServiceUnavailable from None
         if not isinstance(proof, Proof) or not hmac.compare_digest(proof.jkt, str(jkt)):
             # No proof, a refused one, or one by another key.
             self._refuse(request, DPoPInvalid(), proof_refused=True)
@@ -142,7 +141,10 @@ class AccessTokenAuthentication(JWTAuthentication):
     def _validated_with_fallback_key(self, raw_token: bytes) -> Token | None:
         """The token, if it names a key of ``VERIFYING_KEY_FALLBACKS`` and verifies
         with it; None if it names none of them."""
-        raw = raw_token.decode() if isinstance(raw_token, bytes) else str(raw_token)
+        try:
+            raw = raw_token.decode() if isinstance(raw_token, bytes) else str(raw_token)
+        except UnicodeDecodeError:
+            return None  # not a JWT: simplejwt's own refusal stands
         backend = keys.fallback_backend_for(raw)
         if backend is None:
             return None

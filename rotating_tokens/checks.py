@@ -421,10 +421,11 @@ def check_dpop(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     if user_settings is not None and not isinstance(user_settings, dict):
         return []  # E001 says it
     errors: list[CheckMessage] = []
-    if app_settings.DPOP not in DPOP_MODES:
+    mode = (user_settings or {}).get("DPOP", "optional")
+    if mode not in DPOP_MODES:
         errors.append(
             Error(
-                f"DPOP is {app_settings.DPOP!r}.",
+                f"DPOP is {mode!r}; it counts as 'required' until you fix it.",
                 hint=f"Use one of: {', '.join(DPOP_MODES)}.",
                 id="rotating_tokens.E040",
             )
@@ -448,4 +449,52 @@ def check_dpop(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                     id="rotating_tokens.E042",
                 )
             )
+    return errors
+
+
+SIMPLEJWT_AUTHENTICATION = "rest_framework_simplejwt.authentication.JWTAuthentication"
+
+
+@register(Tags.security)
+def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Settings under which a DPoP-bound token loses its binding somewhere."""
+    from rest_framework.settings import api_settings
+
+    from .services import ATOMIC_ADD_CACHES, _state_cache
+
+    if app_settings.DPOP == "off":
+        return []
+    errors: list[CheckMessage] = []
+    classes = [
+        f"{getattr(c, '__module__', '')}.{getattr(c, '__qualname__', '')}"
+        for c in api_settings.DEFAULT_AUTHENTICATION_CLASSES
+    ]
+    if SIMPLEJWT_AUTHENTICATION in classes:
+        errors.append(
+            Warning(
+                f"{SIMPLEJWT_AUTHENTICATION} is in DEFAULT_AUTHENTICATION_CLASSES: it accepts a "
+                "DPoP-bound access token as a Bearer token, without a proof.",
+                hint="Use rotating_tokens.authentication.AccessTokenAuthentication instead.",
+                id="rotating_tokens.W040",
+            )
+        )
+    cache = _state_cache()
+    shared = cache is not None and (
+        f"{type(cache).__module__}.{type(cache).__qualname__}" in ATOMIC_ADD_CACHES
+    )
+    sqlite_atomic = [
+        alias
+        for alias, database in settings.DATABASES.items()
+        if database.get("ATOMIC_REQUESTS") and "sqlite3" in database.get("ENGINE", "")
+    ]
+    if sqlite_atomic and not shared:
+        errors.append(
+            Warning(
+                "ATOMIC_REQUESTS is on for SQLite and no shared cache remembers used DPoP "
+                "proofs: a request of yours that answers an error rolls back the record of "
+                "its proof, which could then be replayed within its minute.",
+                hint="Set FAMILY_STATE_CACHE to Redis, Memcached or the database cache.",
+                id="rotating_tokens.W041",
+            )
+        )
     return errors

@@ -69,7 +69,8 @@ def dpop_proof(
     request: HttpRequest | Request, *, access_token: str | None = None
 ) -> Proof | InvalidProof | None:
     """The request's DPoP proof (RFC 9449), verified: a Proof, the InvalidProof that
-    says why it was refused, or None without a ``DPoP`` header (or with DPOP off).
+    says why it was refused, or None without a ``DPoP`` header. Verified whatever
+    ``DPOP`` says: a family bound before it was turned off still needs proofs.
 
     ``htu`` is compared with the URL Django builds for the request (its scheme and
     host, behind ``SECURE_PROXY_SSL_HEADER`` and ``USE_X_FORWARDED_HOST`` as Django
@@ -77,8 +78,6 @@ def dpop_proof(
     proof must carry its hash (``ath``). A proof is accepted once (``jti``), however
     many processes serve the requests (``services.proof_is_new``).
     """
-    if app_settings.DPOP == "off":
-        return None
     value = request.META.get("HTTP_DPOP")
     if value is None:
         return None

@@ -196,13 +196,17 @@ class Settings:
 
     @property
     def DPOP(self) -> str:
-        """ "off": DPoP headers are ignored; "optional": a login with a valid proof binds
-        its family to the proof's key; "required": a login without one is refused."""
-        return self._get("DPOP")
+        """ "off": logins ignore DPoP headers (families bound before keep needing
+        proofs); "optional": a login with a valid proof binds its family to the proof's
+        key; "required": a login without one is refused. Anything else counts as
+        "required" (E040 says it): a typo must not turn the protection off."""
+        value = self._get("DPOP")
+        return value if value in ("off", "optional", "required") else "required"
 
     @property
     def DPOP_ALGORITHMS(self) -> tuple[str, ...]:
-        return tuple(self._get("DPOP_ALGORITHMS"))
+        value = self._get("DPOP_ALGORITHMS")
+        return (value,) if isinstance(value, str) else tuple(value)
 
     @property
     def DPOP_PROOF_MAX_AGE(self) -> timedelta:

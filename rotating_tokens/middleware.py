@@ -57,6 +57,8 @@ class _CookieState:
     # Another site's page started the request: the cookie is never deleted (nor set:
     # deliver_refresh_token asks again).
     foreign: bool = False
+    # The view changed nothing the cookie's token stands for (keep_refresh_cookie).
+    keep: bool = False
 
 
 class RefreshTokenCookieMiddleware:
@@ -66,7 +68,7 @@ class RefreshTokenCookieMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
         state: _CookieState | None = getattr(request, _STATE_ATTRIBUTE, None)
-        if state is not None and not state.foreign:
+        if state is not None and not state.foreign and not state.keep:
             refused = state.role == "refresh" and response.status_code == 401
             logged_out = state.role == "logout" and response.status_code == 204
             if refused or logged_out:
@@ -308,6 +310,16 @@ def csrf_failed_response(reason: str) -> JsonResponse:
         {"detail": f"CSRF Failed: {reason}", "code": "csrf_failed"},
         status=status.HTTP_403_FORBIDDEN,
     )
+
+
+def keep_refresh_cookie(request: Request | HttpRequest) -> None:
+    """Tell the middleware not to delete the cookie after this request (a logout of
+    a DPoP-bound family without a proof by its key changes nothing)."""
+    state: _CookieState | None = getattr(
+        getattr(request, "_request", request), _STATE_ATTRIBUTE, None
+    )
+    if state is not None:
+        state.keep = True
 
 
 def refresh_token_from_cookie(request: Request) -> str | None:

@@ -164,7 +164,7 @@ def rotate(
         parsed = parse_token(raw_token)
     except MalformedToken:
         if legacy.accepting(now) and legacy.looks_like_jwt(raw_token):
-            return _convert_simplejwt_token(raw_token, client, now)  # type: ignore[arg-type]
+            return _convert_simplejwt_token(raw_token, client, now, dpop)  # type: ignore[arg-type]
         raise TokenInvalid from None
     db = router.db_for_write(RefreshToken)
     token = _find_token(parsed, db)
@@ -216,13 +216,22 @@ def rotate(
     return _token_pair(family.user, family, successor, raw_successor, now)
 
 
-def _convert_simplejwt_token(raw: str, client: Client, now: datetime) -> TokenPair:
+def _convert_simplejwt_token(
+    raw: str, client: Client, now: datetime, dpop: Proof | InvalidProof | None = None
+) -> TokenPair:
     """Exchange a djangorestframework-simplejwt refresh token for a new family, once
     (see legacy.py). Its ``jti`` is claimed with an INSERT into a unique column before
     the family is started, so of N requests presenting it at once exactly one converts
     it: the others wait for that row, fail on it, and are reuse. Presented again
     later, it is reuse too: the family it started is revoked."""
     simple = legacy.verify_refresh(raw)
+    # The conversion starts a family, as a login does, under the same DPoP rules.
+    if app_settings.DPOP == "off":
+        dpop = None
+    elif isinstance(dpop, InvalidProof):
+        raise DPoPInvalid
+    elif dpop is None and app_settings.DPOP == "required":
+        raise DPoPRequired
     user_model = get_user_model()
     user = (
         user_model._default_manager.filter(**{simplejwt_settings.USER_ID_FIELD: simple.user_id})
@@ -246,7 +255,7 @@ def _convert_simplejwt_token(raw: str, client: Client, now: datetime) -> TokenPa
     try:
         with transaction.atomic(using=db):
             claim = ConvertedToken.objects.using(db).create(jti=simple.jti, converted_at=now)
-            pair = start_family(user, client, now=now)
+            pair = start_family(user, client, now=now, dpop=dpop)
             claim.family = pair.family
             claim.save(using=db, update_fields=["family"])
             legacy.blacklist(raw)
@@ -272,7 +281,7 @@ def check_proof_of_possession(
     ``family`` is bound to. An unbound family takes no proof, but a refused one is
     still refused (it does not bind the family: that happens at login or never)."""
     if not family.is_bound:
-        if isinstance(dpop, InvalidProof):
+        if isinstance(dpop, InvalidProof) and app_settings.DPOP != "off":
             raise DPoPInvalid
         return
     if dpop is None:
@@ -525,23 +534,26 @@ def logout(
     now: datetime | None = None,
     dpop: Proof | InvalidProof | None = None,
     client: Client | None = None,
-) -> None:
+) -> bool:
     """Revoke the family of a refresh token. Says nothing about the token: unknown,
     malformed and already revoked tokens are ignored alike (no oracle), and so is a
     token of a family bound to a DPoP key without a valid proof by that key (someone
-    who stole the token but not the key cannot log the user out)."""
+    who stole the token but not the key cannot log the user out).
+
+    Returns False only in that last case: the token's holder should keep it."""
     try:
         parsed = parse_token(raw_token)
     except MalformedToken:
-        return
+        return True
     token = _find_token(parsed, router.db_for_write(RefreshToken))
     if token is None:
-        return
+        return True
     try:
         check_proof_of_possession(token.family, dpop, client or Client())
     except DPoPError:
-        return
+        return False
     revoke_family(token.family, RevokeReason.LOGOUT, now=now)
+    return True
 
 
 def logout_all(user: AbstractBaseUser, *, now: datetime | None = None) -> int:
@@ -710,13 +722,24 @@ ATOMIC_ADD_CACHES = (
 )
 
 
+class ReplayStoreUnavailable(Exception):
+    """The shared cache that remembers used DPoP proofs failed: the proof cannot be
+    accepted (503), since nothing would stop it being accepted again."""
+
+
 def proof_is_new(proof: Proof, *, now: datetime | None = None) -> bool:
     """Record ``proof`` as used; False if it was already (a replay, RFC 9449 11.1).
 
-    Remembered until it would be too old to be accepted anyway, in the family-state
-    cache when that is shared and its add() atomic (one round trip), else in the
-    database (one INSERT into a unique column). If the cache fails, the database
-    answers: a replay is never let through, at worst a proof costs a write.
+    Remembered until it would be too old to be accepted anyway, in one store: the
+    family-state cache when that is shared and its add() atomic (one round trip), or
+    else the database (one INSERT into a unique column). Inside a transaction (the
+    project's ATOMIC_REQUESTS), the INSERT is committed on a connection of its own,
+    so an error answer, which rolls the request's transaction back, cannot take the
+    record with it (except on SQLite, see below).
+
+    If the cache fails, ReplayStoreUnavailable: falling back to the database would
+    check a proof against the wrong store (one recorded in the cache would pass again
+    in the database, and the other way round when the cache comes back).
     """
     now = now or timezone.now()
     expires_at = datetime.fromtimestamp(proof.accepted_until, tz=dt_timezone.utc)
@@ -726,14 +749,46 @@ def proof_is_new(proof: Proof, *, now: datetime | None = None) -> bool:
         timeout = max(1.0, (expires_at - now).total_seconds())
         try:
             return bool(cache.add(f"rotating_tokens:dpop:{proof.replay_key}", 1, timeout))
-        except Exception:
-            logger.warning("Cache unavailable for DPoP proofs; using the database.", exc_info=True)
+        except Exception as exc:
+            logger.warning("Cache unavailable for DPoP proofs: proof refused.", exc_info=True)
+            raise ReplayStoreUnavailable from exc
     db = router.db_for_write(UsedDPoPProof)
+    if connections[db].in_atomic_block and connections[db].vendor != "sqlite":
+        return _record_proof_on_its_own_connection(db, proof.replay_key, expires_at)
+    # SQLite has one writer at a time: a second connection would wait for the
+    # request's own transaction. There, under ATOMIC_REQUESTS, an error answer takes
+    # the record with it (rotating_tokens.W041 says so; a shared cache avoids it).
     try:
         with transaction.atomic(using=db):
             UsedDPoPProof.objects.using(db).create(key=proof.replay_key, expires_at=expires_at)
     except IntegrityError:
         return False
+    return True
+
+
+def _record_proof_on_its_own_connection(db: str, key: str, expires_at: datetime) -> bool:
+    """The INSERT of proof_is_new, committed on a connection of its own: the
+    request's connection is inside a transaction (ATOMIC_REQUESTS, or the project's
+    own atomic block) that an error answer would roll back."""
+    connection = connections.create_connection(db)
+    try:
+        quote = connection.ops.quote_name
+        table, key_column, expires_column = (
+            quote(UsedDPoPProof._meta.db_table),
+            quote(UsedDPoPProof._meta.get_field("key").column or "key"),
+            quote(UsedDPoPProof._meta.get_field("expires_at").column or "expires_at"),
+        )
+        with connection.cursor() as cursor:
+            # The only SQL written by hand in the app: names quoted, values bound.
+            cursor.execute(
+                f"INSERT INTO {table} ({key_column}, {expires_column}) VALUES (%s, %s)",  # noqa: S608
+                [key, connection.ops.adapt_datetimefield_value(expires_at)],
+            )
+        connection.commit()
+    except IntegrityError:
+        return False
+    finally:
+        connection.close()
     return True
 
 

@@ -11,14 +11,19 @@ from django.conf import settings
 from django.contrib.auth import authenticate, logout, user_logged_in
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, InterfaceError
+from django.db import DatabaseError, InterfaceError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
-from rest_framework.exceptions import AuthenticationFailed, NotFound, PermissionDenied
+from rest_framework.exceptions import (
+    APIException,
+    AuthenticationFailed,
+    NotFound,
+    PermissionDenied,
+)
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -42,7 +47,12 @@ from .exceptions import (
     TokenMissing,
     exception_handler,
 )
-from .middleware import COOKIE_MIDDLEWARE, deliver_refresh_token, refresh_token_from_cookie
+from .middleware import (
+    COOKIE_MIDDLEWARE,
+    deliver_refresh_token,
+    keep_refresh_cookie,
+    refresh_token_from_cookie,
+)
 from .models import RevokeReason, TokenFamily
 from .parsers import TOKEN_ENDPOINT_PARSERS
 from .serializers import (
@@ -68,6 +78,13 @@ class TokenAPIView(APIView):
     # the body is read.
     parser_classes: Sequence[type[BaseParser]] = TOKEN_ENDPOINT_PARSERS
 
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        # Never inside ATOMIC_REQUESTS: an error answer (401 token_reused) would roll
+        # back what the request had to keep (the revocation of a reused family, the
+        # record of a used DPoP proof). Each service commits its own steps.
+        return transaction.non_atomic_requests(super().as_view(**initkwargs))
+
     def get_exception_handler(self) -> Callable[..., Response | None]:
         return exception_handler
 
@@ -78,6 +95,8 @@ class TokenAPIView(APIView):
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, DPoPError):
             exc = DPoPRefused.from_error(exc)
+        elif isinstance(exc, services.ReplayStoreUnavailable):
+            exc = ServiceUnavailable()
         elif isinstance(exc, TokenError):
             exc = AuthenticationFailed(detail=exc.message, code=exc.code)
         elif isinstance(exc, (DatabaseError, InterfaceError)):
@@ -121,12 +140,25 @@ def login_proof(request: HttpRequest | Request) -> Proof | None:
     Raises ``DPoPRefused`` (400): ``dpop_invalid`` for a proof that is sent but
     refused (never silently a bearer login), ``dpop_required`` for none when
     ``DPOP = "required"``."""
+    if app_settings.DPOP == "off":
+        return None  # the header is not even read
     proof = dpop_proof(request)
     if isinstance(proof, InvalidProof):
         raise DPoPRefused.from_error(DPoPInvalid())
     if proof is None and app_settings.DPOP == "required":
         raise DPoPRefused.from_error(DPoPRequired())
     return proof
+
+
+def refusal_response(exc: APIException) -> JsonResponse:
+    """An ``APIException`` (``DPoPRefused`` from ``issue_tokens``, say) as the app's
+    ``{"detail", "code"}`` answer, for a plain Django view, where DRF does not turn
+    exceptions into answers."""
+    codes = exc.get_codes()
+    return JsonResponse(
+        {"detail": str(exc.detail), "code": codes if isinstance(codes, str) else "error"},
+        status=exc.status_code,
+    )
 
 
 def token_response(request: HttpRequest | Request, pair: services.TokenPair) -> JsonResponse:
@@ -266,11 +298,15 @@ class LogoutView(TokenAPIView):
         return app_settings.REFRESH_THROTTLE_SCOPE
 
     def post(self, request: Request) -> Response:
-        services.logout(
+        done = services.logout(
             self.refresh_token_from(request),
             dpop=dpop_proof(request),
             client=client_from_request(request),
         )
+        if not done:
+            # A bound family without a proof by its key: nothing changed, and the
+            # browser keeps its cookie (its page will sign the next logout).
+            keep_refresh_cookie(request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -15,7 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from rotating_tokens.views import issue_tokens, token_response
+from rotating_tokens.exceptions import DPoPRefused
+from rotating_tokens.views import issue_tokens, refusal_response, token_response
 
 
 class DrfLoginView(APIView):
@@ -31,4 +32,17 @@ class DrfLoginView(APIView):
 @require_POST
 def plain_login_view(request: HttpRequest) -> HttpResponse:
     user = get_user_model().objects.get(username=json.loads(request.body)["username"])
-    return token_response(request, issue_tokens(request, user))
+    try:
+        return token_response(request, issue_tokens(request, user))
+    except DPoPRefused as refused:  # a plain view answers DRF's exceptions itself
+        return refusal_response(refused)
+
+
+class RefusingView(APIView):
+    """An API view of the project that authenticates, then refuses the request (400):
+    under ATOMIC_REQUESTS DRF rolls the request's transaction back."""
+
+    def post(self, request: Request) -> Response:
+        from rest_framework.exceptions import ValidationError
+
+        raise ValidationError({"amount": ["Not enough money."]})

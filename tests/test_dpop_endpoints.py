@@ -366,23 +366,164 @@ def test_proofs_are_remembered_in_the_database_without_a_shared_cache(key):
     assert not services.proof_is_new(proof)
 
 
-def test_a_failing_cache_falls_back_to_the_database(key, settings):
-    from rotating_tokens import dpop
-
+@pytest.fixture
+def failing_redis(settings):
     settings.CACHES = {
         **settings.CACHES,
         "state": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
         },
     }
     settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+
+
+def test_a_failing_replay_cache_refuses_proofs_rather_than_switch_stores(key, failing_redis):
+    # A proof recorded in the cache would pass again in the database, and the other
+    # way round once the cache is back: no fallback.
+    from rotating_tokens import dpop
+
     proof = dpop.verify_proof(
         key.proof("GET", "https://x.example/"),
         method="GET",
         url="https://x.example/",
         now=__import__("time").time(),
     )
+    with (
+        mock.patch("rotating_tokens.services.logger"),
+        pytest.raises(services.ReplayStoreUnavailable),
+    ):
+        services.proof_is_new(proof)
+
+
+def test_a_failing_replay_cache_is_a_503_for_bound_requests_only(
+    api_client, bound, key, failing_redis, user, password
+):
     with mock.patch("rotating_tokens.services.logger"):
-        assert services.proof_is_new(proof)
-        assert not services.proof_is_new(proof)
+        refused = refresh(api_client, bound["refresh"], key)
+        assert refused.status_code == 503 and refused["Retry-After"]
+        assert token_row(bound["refresh"]).used_at is None
+        assert me(api_client, bound["access"], key).status_code == 503
+        # Bearer logins and their families do not depend on it.
+        assert login(api_client, user, password).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_proofs_of_requests_inside_atomic_requests_survive_an_error_answer(
+    api_client, user, password, key, settings
+):
+    # Under ATOMIC_REQUESTS an error answer rolls the request's transaction back; the
+    # record of the proof must not go with it, or the proof could be replayed (with
+    # another body, which the proof does not cover).
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite: one writer at a time (rotating_tokens.W041)")
+    access = login(api_client, user, password, key).json()["access"]
+    url = "/own/refusing/"
+    headers = {
+        "HTTP_AUTHORIZATION": f"DPoP {access}",
+        "HTTP_DPOP": key.proof("POST", BASE + url, access=access),
+    }
+    settings.DATABASES["default"]["ATOMIC_REQUESTS"] = True
+    try:
+        assert api_client.post(url, {"amount": 1}, format="json", **headers).status_code == 400
+        replay = api_client.post(url, {"amount": 2}, format="json", **headers)
+    finally:
+        settings.DATABASES["default"]["ATOMIC_REQUESTS"] = False
+    assert_error(replay, 401, "dpop_invalid")
+
+
+# Found by reviewing the wiring against the contract ----------------------------------------
+
+
+def test_a_simplejwt_conversion_binds_like_a_login(api_client, user, key, settings):
+    from datetime import datetime, timezone
+
+    from rest_framework_simplejwt.tokens import RefreshToken as SimpleJWTRefreshToken
+
+    settings.ROTATING_TOKENS = {
+        **settings.ROTATING_TOKENS,
+        "ACCEPT_SIMPLEJWT_UNTIL": datetime(2100, 1, 1, tzinfo=timezone.utc),
+        "DPOP": "required",
+    }
+    simple = str(SimpleJWTRefreshToken.for_user(user))
+    assert_error(refresh(api_client, simple), 400, "dpop_required")
+    assert_error(refresh(api_client, simple, HTTP_DPOP="garbage"), 400, "dpop_invalid")
+    assert not TokenFamily.objects.exists()
+    body = refresh(api_client, simple, key).json()
+    assert body["token_type"] == "DPoP"
+    assert TokenFamily.objects.get().dpop_jkt == key.jkt
+
+
+def test_a_logout_without_the_key_keeps_the_browsers_cookie(settings, user, password, key):
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE,
+        "rotating_tokens.middleware.RefreshTokenCookieMiddleware",
+    ]
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "TRANSPORT": "auto"}
+    browser = APIClient(enforce_csrf_checks=True, HTTP_SEC_FETCH_SITE="same-origin")
+    login(browser, user, password, key)
+    csrf = {"HTTP_X_CSRFTOKEN": browser.cookies["csrftoken"].value}
+    kept = browser.post(LOGOUT, content_type="application/json", **csrf)
+    assert kept.status_code == 204
+    assert "__Secure-refresh_token" not in kept.cookies  # not deleted
+    assert TokenFamily.objects.get().revoked_at is None
+    done = browser.post(
+        LOGOUT, content_type="application/json", **csrf, **key.headers("POST", BASE + LOGOUT)
+    )
+    assert done.cookies["__Secure-refresh_token"].value == ""
+    assert TokenFamily.objects.get().revoke_reason == RevokeReason.LOGOUT
+
+
+def test_a_plain_view_answers_a_refused_proof_with_the_apps_shape(api_client, user):
+    response = api_client.post(
+        "/own/plain-login/", {"username": user.username}, format="json", HTTP_DPOP="garbage"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "The DPoP proof is not valid.", "code": "dpop_invalid"}
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "DPoP"])
+def test_an_access_token_that_is_not_utf8_is_a_401(api_client, scheme):
+    response = api_client.get(ME, HTTP_AUTHORIZATION=f"{scheme} \xe9\xe9.\xe9.\xe9")
+    assert response.status_code == 401
+
+
+def test_families_bound_before_dpop_was_turned_off_keep_their_binding(
+    api_client, bound, key, settings, user, password
+):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP": "off"}
+    assert_error(me(api_client, bound["access"], scheme="Bearer"), 401, "dpop_required")
+    assert me(api_client, bound["access"], key).status_code == 200
+    assert refresh(api_client, bound["refresh"], key).status_code == 200
+    # New logins are bearer logins, whatever they send.
+    assert login(api_client, user, password, key).json()["token_type"] == "Bearer"
+
+
+def test_an_unknown_dpop_mode_counts_as_required(api_client, user, password, settings):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP": "require"}
+    assert_error(login(api_client, user, password), 400, "dpop_required")
+
+
+def test_simplejwt_authentication_with_dpop_on_is_warned_about(settings):
+    from rotating_tokens.checks import check_dpop_holes
+
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_AUTHENTICATION_CLASSES": [
+            "rest_framework_simplejwt.authentication.JWTAuthentication"
+        ],
+    }
+    assert [m.id for m in check_dpop_holes()] == ["rotating_tokens.W040"]
+
+
+def test_atomic_requests_on_sqlite_without_a_shared_cache_is_warned_about(settings):
+    from django.conf import settings as django_settings
+
+    from rotating_tokens.checks import check_dpop_holes
+
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "ATOMIC_REQUESTS": True}
+    with mock.patch.dict(django_settings.DATABASES, {"other": sqlite}):
+        assert "rotating_tokens.W041" in [m.id for m in check_dpop_holes()]
+    assert "rotating_tokens.W041" not in [m.id for m in check_dpop_holes()]

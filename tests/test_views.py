@@ -583,3 +583,18 @@ def test_scope_without_a_rate_is_not_throttled(api_client, user, password, throt
         response = _refresh(api_client, raw)
         assert response.status_code == 200
         raw = response.json()["refresh"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reuse_revocation_survives_atomic_requests(api_client, user, password, settings):
+    # The 401 token_reused answer would make DRF roll back the request's transaction,
+    # and the revocation with it: the app's views are never inside ATOMIC_REQUESTS.
+    login = _login(api_client, user, password)
+    first = _refresh(api_client, login["refresh"]).json()
+    assert _refresh(api_client, first["refresh"]).status_code == 200
+    settings.DATABASES["default"]["ATOMIC_REQUESTS"] = True
+    try:
+        _assert_only_error(_refresh(api_client, login["refresh"]), 401, "token_reused")
+    finally:
+        settings.DATABASES["default"]["ATOMIC_REQUESTS"] = False
+    assert TokenFamily.objects.get().revoke_reason == RevokeReason.REUSE_DETECTED

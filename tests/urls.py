@@ -3,7 +3,7 @@ from django.urls import include, path
 
 from example_project.demo.views import MeView
 
-from .own_views import DrfLoginView, plain_login_view
+from .own_views import DrfLoginView, RefusingView, plain_login_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,4 +11,5 @@ urlpatterns = [
     path("api/me/", MeView.as_view(), name="me"),
     path("own/drf-login/", DrfLoginView.as_view(), name="own-drf-login"),
     path("own/plain-login/", plain_login_view, name="own-plain-login"),
+    path("own/refusing/", RefusingView.as_view(), name="own-refusing"),
 ]

@@ -81,6 +81,7 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
         return {
             "access_token": pair.access,
             "refresh_token": pair.refresh,
+            "token_type": pair.token_type,
             "expires_in": max(0, int(expires_in)),
         }
 
