@@ -329,13 +329,18 @@ def test_logout_of_a_bound_family_needs_the_key(api_client, bound, key):
 # The cookie transport ---------------------------------------------------------------------
 
 
-def test_a_browser_family_is_both_in_the_cookie_and_bound(settings, user, password, key):
+@pytest.fixture
+def browser(settings) -> APIClient:
+    """A browser's client, with the refresh cookie in "auto" transport."""
     settings.MIDDLEWARE = [
         *settings.MIDDLEWARE,
         "rotating_tokens.middleware.RefreshTokenCookieMiddleware",
     ]
     settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "TRANSPORT": "auto"}
-    browser = APIClient(enforce_csrf_checks=True, HTTP_SEC_FETCH_SITE="same-origin")
+    return APIClient(enforce_csrf_checks=True, HTTP_SEC_FETCH_SITE="same-origin")
+
+
+def test_a_browser_family_is_both_in_the_cookie_and_bound(browser, user, password, key):
     body = login(browser, user, password, key).json()
     assert "refresh" not in body and body["token_type"] == "DPoP"
     csrf = {"HTTP_X_CSRFTOKEN": browser.cookies["csrftoken"].value}
@@ -456,13 +461,7 @@ def test_a_simplejwt_conversion_binds_like_a_login(api_client, user, key, settin
     assert TokenFamily.objects.get().dpop_jkt == key.jkt
 
 
-def test_a_logout_without_the_key_keeps_the_browsers_cookie(settings, user, password, key):
-    settings.MIDDLEWARE = [
-        *settings.MIDDLEWARE,
-        "rotating_tokens.middleware.RefreshTokenCookieMiddleware",
-    ]
-    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "TRANSPORT": "auto"}
-    browser = APIClient(enforce_csrf_checks=True, HTTP_SEC_FETCH_SITE="same-origin")
+def test_a_logout_without_the_key_keeps_the_browsers_cookie(browser, user, password, key):
     login(browser, user, password, key)
     csrf = {"HTTP_X_CSRFTOKEN": browser.cookies["csrftoken"].value}
     kept = browser.post(LOGOUT, content_type="application/json", **csrf)

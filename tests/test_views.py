@@ -24,6 +24,7 @@ pytestmark = pytest.mark.django_db
 
 OBTAIN, REFRESH = "/api/auth/token/", "/api/auth/token/refresh/"
 LOGOUT, LOGOUT_ALL = "/api/auth/logout/", "/api/auth/logout/all/"
+TOKEN_PAIR_KEYS = {"access", "access_expires_at", "token_type", "refresh", "refresh_expires_at"}
 
 
 def _login(api_client: APIClient, user, password: str, **extra) -> dict:
@@ -61,13 +62,7 @@ def test_obtain_returns_the_token_pair(api_client, user, password):
     )
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {
-        "access",
-        "access_expires_at",
-        "token_type",
-        "refresh",
-        "refresh_expires_at",
-    }
+    assert set(body) == TOKEN_PAIR_KEYS
     assert body["token_type"] == "Bearer"
     assert body["refresh"].startswith("rtok_")
     now = timezone.now()
@@ -235,13 +230,7 @@ def test_refresh_returns_a_new_pair(api_client, user, password):
     response = _refresh(api_client, login["refresh"])
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {
-        "access",
-        "access_expires_at",
-        "token_type",
-        "refresh",
-        "refresh_expires_at",
-    }
+    assert set(body) == TOKEN_PAIR_KEYS
     assert body["token_type"] == "Bearer"
     assert body["refresh"] != login["refresh"]
     assert parse_datetime(body["access_expires_at"])
