@@ -27,6 +27,20 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test databases, plus the table of the database cache some tests use. Made
+    here, once: on MySQL a CREATE TABLE inside a test would commit the test's
+    transaction, and its rows would outlive it."""
+    from django.core.management import call_command
+
+    with django_db_blocker.unblock():
+        call_command("createcachetable", DATABASE_CACHE_TABLE, verbosity=0)
+
+
+DATABASE_CACHE_TABLE = "rotating_tokens_test_cache"
+
+
 @pytest.fixture(autouse=True)
 def _clear_caches():
     # The family-state cache and throttle counts must not leak between tests.

@@ -11,7 +11,6 @@ from unittest import mock
 
 import pytest
 from django.core.cache import caches
-from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -251,8 +250,6 @@ def any_cache(request, settings, tmp_path):
     }
     settings.CACHES = {**settings.CACHES, "state": backends[request.param]()}
     settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
-    if request.param == "database":
-        call_command("createcachetable", verbosity=0)  # the tables CACHES names
     caches["state"].set("probe", 1)
     assert caches["state"].get("probe") == 1  # a cache that works, not a fallback
     yield caches["state"]
