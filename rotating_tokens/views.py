@@ -85,6 +85,14 @@ class TokenAPIView(APIView):
         # record of a used DPoP proof). Each service commits its own steps.
         return transaction.non_atomic_requests(super().as_view(**initkwargs))
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # A method the view does not have is a 405 before anything else: DRF would
+        # authenticate first and answer 401 to a TRACE on an authenticated view.
+        method = (request.method or "").lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            self.http_method_not_allowed(request, *args, **kwargs)
+        super().initial(request, *args, **kwargs)
+
     def get_exception_handler(self) -> Callable[..., Response | None]:
         return exception_handler
 

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.django_db
 
 OBTAIN, REFRESH = "/api/auth/token/", "/api/auth/token/refresh/"
 LOGOUT, LOGOUT_ALL = "/api/auth/logout/", "/api/auth/logout/all/"
+SESSIONS_LIST = "/api/auth/sessions/"
 TOKEN_PAIR_KEYS = {"access", "access_expires_at", "token_type", "refresh", "refresh_expires_at"}
 
 
@@ -596,3 +597,12 @@ def test_reuse_revocation_survives_atomic_requests(api_client, user, password, s
     finally:
         settings.DATABASES["default"]["ATOMIC_REQUESTS"] = False
     assert TokenFamily.objects.get().revoke_reason == RevokeReason.REUSE_DETECTED
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("trace", "/api/auth/token/session/"), ("put", SESSIONS_LIST), ("patch", LOGOUT_ALL)],
+)
+def test_an_undeclared_method_is_405_before_authentication(api_client, method, path):
+    response = getattr(api_client, method)(path)
+    _assert_only_error(response, 405, "method_not_allowed")
