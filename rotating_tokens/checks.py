@@ -10,7 +10,7 @@ from django.core.checks import CheckMessage, Error, Info, Tags, Warning, registe
 from .conf import DEFAULTS, app_settings
 from .crypto import HASHERS
 from .middleware import COOKIE_MIDDLEWARE
-from .services import PROCESS_LOCAL_CACHES
+from .services import PROCESS_LOCAL_CACHES, backend_path
 
 MAX_GRACE_PERIOD = timedelta(minutes=1)
 LIFETIMES = ("ACCESS_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME", "FAMILY_LIFETIME")
@@ -160,8 +160,7 @@ def check_family_state_cache(app_configs: Any = None, **kwargs: Any) -> list[Che
     alias = app_settings.FAMILY_STATE_CACHE
     if not app_settings.CHECK_FAMILY_ON_ACCESS or not alias or alias not in settings.CACHES:
         return []
-    backend = caches[alias].__class__
-    if f"{backend.__module__}.{backend.__qualname__}" in PROCESS_LOCAL_CACHES:
+    if backend_path(caches[alias]) in PROCESS_LOCAL_CACHES:
         return [
             Warning(
                 f"FAMILY_STATE_CACHE {alias!r} is local to each process, so it is not used: "
@@ -479,9 +478,7 @@ def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             )
         )
     cache = _state_cache()
-    shared = cache is not None and (
-        f"{type(cache).__module__}.{type(cache).__qualname__}" in ATOMIC_ADD_CACHES
-    )
+    shared = cache is not None and (backend_path(cache) in ATOMIC_ADD_CACHES)
     sqlite_atomic = [
         alias
         for alias, database in settings.DATABASES.items()

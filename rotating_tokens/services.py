@@ -225,13 +225,7 @@ def _convert_simplejwt_token(
     it: the others wait for that row, fail on it, and are reuse. Presented again
     later, it is reuse too: the family it started is revoked."""
     simple = legacy.verify_refresh(raw)
-    # The conversion starts a family, as a login does, under the same DPoP rules.
-    if app_settings.DPOP == "off":
-        dpop = None
-    elif isinstance(dpop, InvalidProof):
-        raise DPoPInvalid
-    elif dpop is None and app_settings.DPOP == "required":
-        raise DPoPRequired
+    proof = login_binding(dpop)  # the conversion starts a family, as a login does
     user_model = get_user_model()
     user = (
         user_model._default_manager.filter(**{simplejwt_settings.USER_ID_FIELD: simple.user_id})
@@ -255,7 +249,7 @@ def _convert_simplejwt_token(
     try:
         with transaction.atomic(using=db):
             claim = ConvertedToken.objects.using(db).create(jti=simple.jti, converted_at=now)
-            pair = start_family(user, client, now=now, dpop=dpop)
+            pair = start_family(user, client, now=now, dpop=proof)
             claim.family = pair.family
             claim.save(using=db, update_fields=["family"])
             legacy.blacklist(raw)
@@ -272,6 +266,19 @@ def _reuse_of_converted_token(jti: str, client: Client, now: datetime, db: str) 
     if converted is not None and converted.family is not None:
         _reuse_detected(converted.family, None, client, now)
     raise TokenReused
+
+
+def login_binding(dpop: Proof | InvalidProof | None) -> Proof | None:
+    """The proof a new family is bound with, or None for a bearer login, as ``DPOP``
+    says. A proof that was sent but refused is DPoPInvalid, never silently a bearer
+    login; none at all is DPoPRequired when proofs are required."""
+    if app_settings.DPOP == "off":
+        return None
+    if isinstance(dpop, InvalidProof):
+        raise DPoPInvalid
+    if dpop is None and app_settings.DPOP == "required":
+        raise DPoPRequired
+    return dpop
 
 
 def check_proof_of_possession(
@@ -687,10 +694,15 @@ def _state_cache() -> BaseCache | None:
     if not alias:
         return None
     cache = caches[alias]
-    backend = type(cache)
-    if f"{backend.__module__}.{backend.__qualname__}" in PROCESS_LOCAL_CACHES:
+    if backend_path(cache) in PROCESS_LOCAL_CACHES:
         return None
     return cache
+
+
+def backend_path(cache: BaseCache) -> str:
+    """The dotted path of a cache's backend, as CACHES names it."""
+    backend = type(cache)
+    return f"{backend.__module__}.{backend.__qualname__}"
 
 
 def _state_key(family_id: Any) -> str:
@@ -744,8 +756,7 @@ def proof_is_new(proof: Proof, *, now: datetime | None = None) -> bool:
     now = now or timezone.now()
     expires_at = datetime.fromtimestamp(proof.accepted_until, tz=dt_timezone.utc)
     cache = _state_cache()
-    backend = type(cache)
-    if cache is not None and f"{backend.__module__}.{backend.__qualname__}" in ATOMIC_ADD_CACHES:
+    if cache is not None and backend_path(cache) in ATOMIC_ADD_CACHES:
         timeout = max(1.0, (expires_at - now).total_seconds())
         try:
             return bool(cache.add(f"rotating_tokens:dpop:{proof.replay_key}", 1, timeout))

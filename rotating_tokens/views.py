@@ -34,12 +34,10 @@ from . import keys, services
 from .authentication import AccessTokenAuthentication
 from .clients import client_from_request, dpop_proof
 from .conf import app_settings
-from .dpop import InvalidProof, Proof
+from .dpop import Proof
 from .exceptions import (
     DPoPError,
-    DPoPInvalid,
     DPoPRefused,
-    DPoPRequired,
     InvalidCredentials,
     RequestTooLarge,
     ServiceUnavailable,
@@ -150,12 +148,10 @@ def login_proof(request: HttpRequest | Request) -> Proof | None:
     ``DPOP = "required"``."""
     if app_settings.DPOP == "off":
         return None  # the header is not even read
-    proof = dpop_proof(request)
-    if isinstance(proof, InvalidProof):
-        raise DPoPRefused.from_error(DPoPInvalid())
-    if proof is None and app_settings.DPOP == "required":
-        raise DPoPRefused.from_error(DPoPRequired())
-    return proof
+    try:
+        return services.login_binding(dpop_proof(request))
+    except DPoPError as refused:
+        raise DPoPRefused.from_error(refused) from None
 
 
 def refusal_response(exc: APIException) -> JsonResponse:
