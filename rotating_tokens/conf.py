@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "CHECK_FAMILY_ON_ACCESS": True,
     "FAMILY_STATE_CACHE": "default",
     "FAMILY_STATE_CACHE_TIMEOUT": timedelta(minutes=5),
+    # A copy of family states in each process, kept current by Redis (local_state.py).
+    "FAMILY_STATE_LOCAL_COPY": True,
+    "FAMILY_STATE_LOCAL_TIMEOUT": timedelta(seconds=10),
     "FAMILY_CLAIM": "fam",
     "LOGIN_THROTTLE_SCOPE": "rotating_tokens_login",
     "REFRESH_THROTTLE_SCOPE": "rotating_tokens_refresh",
@@ -144,6 +147,14 @@ class Settings:
     @property
     def FAMILY_STATE_CACHE_TIMEOUT(self) -> timedelta:
         return self._get("FAMILY_STATE_CACHE_TIMEOUT")
+
+    @property
+    def FAMILY_STATE_LOCAL_COPY(self) -> bool:
+        return self._get("FAMILY_STATE_LOCAL_COPY")
+
+    @property
+    def FAMILY_STATE_LOCAL_TIMEOUT(self) -> timedelta:
+        return _seconds(self._get("FAMILY_STATE_LOCAL_TIMEOUT"))
 
     @property
     def FAMILY_CLAIM(self) -> str:

@@ -27,7 +27,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from . import keys, legacy, signals
+from . import keys, legacy, local_state, signals, sql
 from .conf import app_settings
 from .crypto import (
     MalformedToken,
@@ -622,22 +622,48 @@ def family_allows_access(
         return False
     now = now or timezone.now()
     cache = _state_cache()
+    # With Redis, this process's own copy first: no round trip (local_state.py).
+    copy = local_state.local_copy(app_settings.FAMILY_STATE_CACHE or "", cache)
+    if copy is not None:
+        state, epoch = copy.get(family_id)
+        if state is not None:
+            return _state_allows(state, user_id, now)
+    state = _shared_state(cache, family_id)
+    if copy is not None and state is not _UNKNOWN:
+        copy.put(family_id, state, epoch)
+    return _state_allows(state, user_id, now)
+
+
+# States that allow nothing: a revoked family's (for good, so a copy may keep it),
+# and an unknown one's (a replica may not have the new family yet: not kept).
+_REVOKED: list[Any] = [0.0, ""]
+_UNKNOWN: list[Any] = [0.0, ""]
+
+
+def _shared_state(cache: BaseCache | None, family_id: uuid.UUID) -> list[Any]:
     state_key, tombstone_key = _state_key(family_id), _tombstone_key(family_id)
     cached = _cache_call(cache, "get_many", [tombstone_key, state_key]) or {}
     if tombstone_key in cached:
-        return False
+        return _REVOKED
     state = cached.get(state_key)
-    if state is None:
-        row = (
-            TokenFamily.objects.filter(pk=family_id)
-            .values_list("revoked_at", "expires_at", "user_id")
-            .first()
-        )
-        if row is None or row[0] is not None:
-            return False
-        state = [row[1].timestamp(), str(row[2])]
-        timeout = app_settings.FAMILY_STATE_CACHE_TIMEOUT.total_seconds()
-        _cache_call(cache, "set", state_key, state, timeout)
+    if state is not None:
+        return list(state)
+    row = (
+        TokenFamily.objects.filter(pk=family_id)
+        .values_list("revoked_at", "expires_at", "user_id")
+        .first()
+    )
+    if row is None:
+        return _UNKNOWN
+    if row[0] is not None:
+        return _REVOKED  # not in the shared cache: the tombstone is the revocation's to write
+    state = [row[1].timestamp(), str(row[2])]
+    timeout = app_settings.FAMILY_STATE_CACHE_TIMEOUT.total_seconds()
+    _cache_call(cache, "set", state_key, state, timeout)
+    return state
+
+
+def _state_allows(state: list[Any], user_id: Any, now: datetime) -> bool:
     good_until, owner = state
     if user_id is not None and str(user_id) != owner:
         return False
@@ -648,17 +674,26 @@ def _forget_family_state(family_ids: Iterable[Any]) -> None:
     cache = _state_cache()
     if cache is None:
         return
+    family_ids = [uuid.UUID(str(pk)) for pk in family_ids]
     state_keys = [_state_key(pk) for pk in family_ids]
     tombstones = [_tombstone_key(pk) for pk in family_ids]
 
     def mark_revoked() -> None:
         _cache_call(cache, "set_many", dict.fromkeys(tombstones, True), _tombstone_timeout())
         _cache_call(cache, "delete_many", state_keys)
+        # Then every process that keeps a copy of family states hears of it.
+        try:
+            local_state.publish_revocations(cache, family_ids)
+        except Exception:  # as with the cache: the copies age out (FAMILY_STATE_LOCAL_TIMEOUT)
+            logger.warning("Could not publish a revocation to the local copies.", exc_info=True)
 
     # The state goes at once, so this process's next check reads the database (inside
     # this very transaction, too), and again after the commit, with the tombstone: a
     # request may have cached the old state in between. The tombstone waits for the
     # commit: written before, it would outlive a rollback.
+    copy = local_state.local_copy(app_settings.FAMILY_STATE_CACHE or "", cache)
+    if copy is not None:
+        copy.forget(family_ids)
     _cache_call(cache, "delete_many", state_keys)
     transaction.on_commit(mark_revoked, using=router.db_for_write(TokenFamily))
 
