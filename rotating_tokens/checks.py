@@ -495,3 +495,29 @@ def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             )
         )
     return errors
+
+
+# Each process's copy of family states (E050-E059) -----------------------------------
+
+
+@register()
+def check_local_family_state(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    user_settings = getattr(settings, "ROTATING_TOKENS", None)
+    if user_settings is not None and not isinstance(user_settings, dict):
+        return []  # E001 says it
+    errors: list[CheckMessage] = []
+    if not isinstance(app_settings.FAMILY_STATE_LOCAL_COPY, bool):
+        errors.append(
+            Error("FAMILY_STATE_LOCAL_COPY must be True or False.", id="rotating_tokens.E050")
+        )
+    timeout = app_settings.FAMILY_STATE_LOCAL_TIMEOUT
+    if not isinstance(timeout, timedelta) or timeout < timedelta(0):
+        errors.append(
+            Error(
+                "FAMILY_STATE_LOCAL_TIMEOUT must be a timedelta or a number of seconds, "
+                "zero or more.",
+                hint="It bounds how long a process trusts its copy of a family's state.",
+                id="rotating_tokens.E051",
+            )
+        )
+    return errors

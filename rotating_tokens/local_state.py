@@ -53,7 +53,7 @@ CHANNEL = "rotating_tokens:revoked"
 PING_INTERVAL = 1.0  # seconds between PINGs on the subscription, while requests come
 PONG_DEADLINE = 1.0  # a PING unanswered for longer: the copy is not used
 RETRY_INTERVAL = 1.0  # after a failure, seconds before subscribing again
-MAX_ENTRIES = 100_000  # then the copy starts again from empty (about 20 MB)
+MAX_ENTRIES = 50_000  # then the copy starts again from empty (about 19 MB)
 
 # A family's state as the shared cache holds it: [good until (a timestamp), owner's pk].
 State = list[Any]

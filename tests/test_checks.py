@@ -207,3 +207,20 @@ def test_dpop_asymmetric_algorithms_are_accepted(algorithms):
         ROTATING_TOKENS={"DPOP_ALGORITHMS": algorithms, "DPOP_PROOF_MAX_AGE": 30}
     ):
         assert check_dpop() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "ids"),
+    [
+        ({"FAMILY_STATE_LOCAL_COPY": "yes"}, ["rotating_tokens.E050"]),
+        ({"FAMILY_STATE_LOCAL_TIMEOUT": -1}, ["rotating_tokens.E051"]),
+        ({"FAMILY_STATE_LOCAL_TIMEOUT": "10"}, ["rotating_tokens.E051"]),
+        ({"FAMILY_STATE_LOCAL_COPY": False, "FAMILY_STATE_LOCAL_TIMEOUT": 0}, []),
+        ({}, []),
+    ],
+)
+def test_local_family_state_settings(settings, value, ids):
+    from rotating_tokens.checks import check_local_family_state
+
+    settings.ROTATING_TOKENS = value
+    assert _ids(check_local_family_state()) == ids
