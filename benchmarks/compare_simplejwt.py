@@ -1,12 +1,14 @@
-"""Refresh-token rotation and authenticated reads: this app against
+"""Refresh-token rotation, logins and authenticated reads: this app against
 djangorestframework-simplejwt, in one run.
 
     .venv/bin/pip install -e ".[bench]"
-    .venv/bin/python benchmarks/compare_simplejwt.py
+    .venv/bin/python benchmarks/compare_simplejwt.py [--database postgresql|mariadb|sqlite]
 
 Starts both projects under gunicorn (same worker count and settings, DEBUG off), each
-on a fresh PostgreSQL database that it creates and drops, and drives them with the same
-HTTP client, alternating, at several concurrencies, three kinds of request:
+on a fresh database of its own (PostgreSQL or MariaDB: created and dropped by the
+script; SQLite: a new file per peer in a temporary folder, WAL, ``BEGIN IMMEDIATE``,
+configured alike on both sides), and drives them with the same HTTP client,
+alternating, at several concurrencies, four kinds of request:
 
 - refresh: every client follows one chain, each refresh sending the token the previous
   one returned (this app: rotation with families; simplejwt: rotation with its
@@ -15,28 +17,38 @@ HTTP client, alternating, at several concurrencies, three kinds of request:
   which checks the family's state in the shared cache; simplejwt: its stateless
   JWTAuthentication), one user query in both;
 - floor: ``GET`` on the refresh URL, a 405 that reaches the view and does nothing: what
-  the stack (gunicorn, middleware, DRF) costs before any work.
+  the stack (gunicorn, middleware, DRF) costs before any work;
+- login: ``POST`` of username and password (this app: a new family and its first
+  token; simplejwt: a pair, its refresh token recorded as outstanding), the password
+  check aside: both servers are given the same fast hasher (``DJANGO_PASSWORD_HASHERS``,
+  MD5 unless ``--password-hasher`` says otherwise) and the user is created with it. The
+  hasher each server really uses is printed; if they differ, the login ratio is not
+  comparable and is not printed.
 
 No throttling on either side: simplejwt's views have none. Then it counts SQL statements
 per login and refresh in-process, times the two hashers and the secret comparison, and
 fires 50 concurrent refreshes of one token at each server.
 
-Needs PostgreSQL (``--pg``, default postgres://postgres@127.0.0.1:5432) and Redis for
-the example project's shared family-state cache (``--redis``).
+Needs the database server (``--pg``, default postgres://postgres@127.0.0.1:5432;
+``--mysql``, default mysql://root@127.0.0.1:3306) and Redis for the example project's
+shared family-state cache (``--redis``).
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import importlib
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -44,11 +56,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 USERNAME = "bench"
 PASSWORD = "bench-password-1234"
 SECRET_KEY = "benchmark-only-secret-key-not-for-production-0123456789"
+FAST_HASHER = "django.contrib.auth.hashers.MD5PasswordHasher"
+KINDS = ("refresh", "read", "floor", "login")
+EXPECTED_STATUS = {"refresh": 200, "read": 200, "floor": 405, "login": 200}
 
 
 @dataclass(frozen=True)
@@ -135,43 +151,85 @@ def login(peer: Peer) -> str:
 # Servers and databases -----------------------------------------------------------------
 
 
+def database_url(peer: Peer, args: argparse.Namespace) -> str:
+    if args.database == "postgresql":
+        return f"{args.pg}/{peer.database}"
+    if args.database == "mariadb":
+        return f"{args.mysql}/{peer.database}"
+    return f"sqlite:///{Path(args.sqlite_dir) / peer.database}.sqlite3"
+
+
 def peer_env(peer: Peer, args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("DJANGO_PASSWORD_HASHERS", None)
     env.update(
         PYTHONPATH=str(ROOT),
         DJANGO_SETTINGS_MODULE=peer.settings,
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=SECRET_KEY,
-        DATABASE_URL=f"{args.pg}/{peer.database}",
+        DATABASE_URL=database_url(peer, args),
         REDIS_URL=args.redis,
         # Throttling is off for the benchmark: one address sends thousands of refreshes,
         # and the peer has none.
         LOGIN_THROTTLE_RATE="",
         REFRESH_THROTTLE_RATE="",
     )
+    if args.password_hasher:
+        # Read by both settings modules: the login kind leaves the password check aside.
+        env["DJANGO_PASSWORD_HASHERS"] = args.password_hasher
     return env
 
 
 def admin_sql(args: argparse.Namespace, *statements: str) -> None:
-    import psycopg
+    """Run statements on the server, outside the peers' databases."""
+    if args.database == "postgresql":
+        import psycopg
 
-    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)
+        with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+    elif args.database == "mariadb":
+        # mysqlclient ships no type stubs; a module object keeps mypy strict without them.
+        mysqldb = importlib.import_module("MySQLdb")
+        url = urlsplit(args.mysql)
+        connection = mysqldb.connect(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 3306,
+            user=unquote(url.username or "root"),
+            passwd=unquote(url.password or ""),
+        )
+        try:
+            cursor = connection.cursor()
+            for statement in statements:
+                cursor.execute(statement)
+        finally:
+            connection.close()
 
 
 def recreate_databases(args: argparse.Namespace) -> None:
     for peer in PEERS:
-        admin_sql(
-            args,
-            f"DROP DATABASE IF EXISTS {peer.database} WITH (FORCE)",
-            f"CREATE DATABASE {peer.database}",
-        )
+        if args.database == "postgresql":
+            admin_sql(
+                args,
+                f"DROP DATABASE IF EXISTS {peer.database} WITH (FORCE)",
+                f"CREATE DATABASE {peer.database}",
+            )
+        elif args.database == "mariadb":
+            admin_sql(
+                args,
+                f"DROP DATABASE IF EXISTS {peer.database}",
+                f"CREATE DATABASE {peer.database} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+            )
+    # SQLite: the files are made by migrate, in a folder of this run's own.
 
 
 def drop_databases(args: argparse.Namespace) -> None:
+    if args.database == "sqlite":
+        shutil.rmtree(args.sqlite_dir, ignore_errors=True)
+        return
+    force = " WITH (FORCE)" if args.database == "postgresql" else ""
     for peer in PEERS:
-        admin_sql(args, f"DROP DATABASE IF EXISTS {peer.database} WITH (FORCE)")
+        admin_sql(args, f"DROP DATABASE IF EXISTS {peer.database}{force}")
 
 
 def run_child(peer: Peer, args: argparse.Namespace, task: str) -> Any:
@@ -244,7 +302,8 @@ def run_phase(
     peer: Peer, tokens: list[str], duration: float, kind: str = "refresh", access: str = ""
 ) -> Phase:
     """``len(tokens)`` clients send requests of ``kind`` for ``duration`` seconds: each
-    refreshes its own chain, reads ``/api/me/`` with ``access``, or hits the floor."""
+    refreshes its own chain, reads ``/api/me/`` with ``access``, hits the floor, or
+    logs in."""
     phase = Phase()
     lock = threading.Lock()
     start = threading.Barrier(len(tokens) + 1)
@@ -262,12 +321,16 @@ def run_phase(
                     status, data = post(peer.port, peer.refresh_path, {"refresh": tokens[index]})
                 elif kind == "read":
                     status = get(peer.port, peer.read_path, access)
+                elif kind == "login":
+                    status, data = post(
+                        peer.port, peer.login_path, {"username": USERNAME, "password": PASSWORD}
+                    )
                 else:
                     status = get(peer.port, peer.refresh_path)
             except OSError:
                 status = 0
             elapsed = time.perf_counter() - began
-            if status == {"refresh": 200, "read": 200, "floor": 405}[kind]:
+            if status == EXPECTED_STATUS[kind]:
                 latencies.append(elapsed)
                 if kind == "refresh":
                     tokens[index] = data["refresh"]
@@ -334,6 +397,37 @@ def child_setup() -> dict[str, Any]:
     return {"ok": True}
 
 
+def server_info() -> dict[str, Any]:
+    """What this peer's settings really give: the database server, the hasher a
+    password is checked with, the cache (read in-process, from the settings module
+    gunicorn loads)."""
+    from django.conf import settings
+    from django.db import connection
+
+    queries = {
+        "postgresql": "SHOW server_version",
+        "mysql": "SELECT VERSION()",
+        "sqlite": "SELECT sqlite_version()",
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(queries[connection.vendor])
+        version = str(cursor.fetchone()[0]).split(" (")[0]
+        database = f"{connection.display_name} {version}"
+        if connection.vendor == "sqlite":
+            cursor.execute("PRAGMA journal_mode")
+            options = connection.settings_dict.get("OPTIONS", {})
+            database += (
+                f", journal_mode={cursor.fetchone()[0]}, "
+                f"transaction_mode={options.get('transaction_mode', 'DEFERRED')}, "
+                f"timeout={options.get('timeout', 5)} s"
+            )
+    return {
+        "database": database,
+        "hasher": settings.PASSWORD_HASHERS[0],
+        "cache": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1],
+    }
+
+
 def count_statements(login_path: str, refresh_path: str) -> dict[str, Any]:
     from django.db import connection
     from django.test import Client
@@ -352,6 +446,7 @@ def count_statements(login_path: str, refresh_path: str) -> dict[str, Any]:
     return {
         "login": len(login_queries),
         "refresh": len(refresh_queries),
+        "login_sql": [q["sql"][:90] for q in login_queries.captured_queries],
         "refresh_sql": [q["sql"][:90] for q in refresh_queries.captured_queries],
     }
 
@@ -445,7 +540,10 @@ def child(task: str) -> None:
     if task == "setup":
         result = child_setup()
     else:
-        result = {"sql": count_statements(peer.login_path, peer.refresh_path)}
+        result = {
+            "server": server_info(),
+            "sql": count_statements(peer.login_path, peer.refresh_path),
+        }
         if peer is OURS:
             result["hashers"] = hasher_costs()
             result["timing"] = verification_timing()
@@ -464,21 +562,68 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import django
-    import rest_framework_simplejwt
-
-    simplejwt_version = getattr(rest_framework_simplejwt, "__version__", "?")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, Django {django.get_version()}, "
-        f"simplejwt {simplejwt_version}"
+        f"load average {load}"
     )
+
+
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import django
+
+    found = []
+    for name in ("djangorestframework", "djangorestframework-simplejwt", "PyJWT", "gunicorn"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} ?")
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--short", "--", "rotating_tokens", "example_project"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        commit, status = "?", []
+    changed = [line[3:] for line in status if line.strip()]
+    return (
+        f"Python {platform.python_version()}, Django {django.get_version()}, "
+        + ", ".join(found)
+        + f", this app at {commit}"
+        + (f" with uncommitted changes to {', '.join(changed)}" if changed else "")
+    )
+
+
+def redis_version(url: str) -> str:
+    try:
+        import redis
+
+        info = redis.Redis.from_url(url, socket_timeout=5).info("server")
+        return f"Redis {info['redis_version']}"
+    except Exception as error:  # the header only: the servers will say if Redis is down
+        return f"Redis ? ({type(error).__name__})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--database", choices=["postgresql", "mariadb", "sqlite"], default="postgresql"
+    )
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--mysql", default="mysql://root@127.0.0.1:3306")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/3")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
@@ -487,16 +632,24 @@ def main() -> None:
     parser.add_argument(
         "--kinds",
         nargs="+",
-        default=["refresh", "read", "floor"],
-        choices=["refresh", "read", "floor"],
-        help="what to measure (default: all three)",
+        default=list(KINDS),
+        choices=KINDS,
+        help="what to measure (default: all four)",
+    )
+    parser.add_argument(
+        "--password-hasher",
+        default=FAST_HASHER,
+        help="DJANGO_PASSWORD_HASHERS for both servers (comma-separated hasher paths); "
+        "an empty string leaves Django's default, the password check included",
     )
     args = parser.parse_args()
     if args.child:
         child(args.child)
         return
 
-    print(machine(), flush=True)
+    args.sqlite_dir = tempfile.mkdtemp(prefix="bench_sqlite_") if args.database == "sqlite" else ""
+    print(machine())
+    print(versions(), flush=True)
     recreate_databases(args)
     servers: list[subprocess.Popen[bytes]] = []
     try:
@@ -504,12 +657,40 @@ def main() -> None:
         for peer in PEERS:
             run_child(peer, args, "setup")
             measured[peer.name] = run_child(peer, args, "measure")
+        info = {peer.name: measured[peer.name]["server"] for peer in PEERS}
+        for peer in PEERS:
+            print(
+                f"{peer.name:16} {info[peer.name]['database']}; password hasher "
+                f"{info[peer.name]['hasher'].rsplit('.', 1)[-1]}; cache "
+                f"{info[peer.name]['cache']}"
+            )
+        hashers_match = len({info[peer.name]["hasher"] for peer in PEERS}) == 1
+        print(
+            f"Cache: {redis_version(args.redis)} ({args.redis}) for this app's family state; "
+            "simplejwt's stateless access tokens use none."
+        )
+        print(
+            f"gunicorn {args.workers} sync workers per server, DEBUG off, "
+            "no throttles: simplejwt's views have none.",
+            flush=True,
+        )
+        if "login" in args.kinds and not hashers_match:
+            print(
+                "WARNING: the servers check passwords with different hashers; the login "
+                "figures include that difference and their ratio is not printed.",
+                flush=True,
+            )
         servers = [start_server(peer, args) for peer in PEERS]
         races = {peer.name: concurrent_refreshes_of_one_token(peer) for peer in PEERS}
 
         chains = {peer.name: [login(peer) for _ in range(max(args.concurrency))] for peer in PEERS}
-        for peer in PEERS:  # warm both servers up
-            run_phase(peer, chains[peer.name], 1)
+        # Warm both servers up with every kind, so that each worker has run each path once
+        # (the first authenticated read of a worker imports and builds what a refresh
+        # does not need: tens of milliseconds that would land in the first phase's p99).
+        for peer in PEERS:
+            access = login_pair(peer)["access"]
+            for kind in ("refresh", *(k for k in args.kinds if k != "refresh")):
+                run_phase(peer, chains[peer.name], 1 if kind == "refresh" else 0.3, kind, access)
         results: dict[tuple[str, str, int], list[Phase]] = {}
         for kind in args.kinds:
             for concurrency in args.concurrency:
@@ -536,10 +717,11 @@ def main() -> None:
     rates: dict[tuple[str, str, int], float] = {}
     for kind in args.kinds:
         print()
+        title = "Login (password check aside)" if kind == "login" else kind.capitalize()
         print(
-            f"{kind.capitalize()} throughput, gunicorn {args.workers} sync workers each, no "
-            f"throttling, {args.rounds} x {args.duration:g} s per peer and concurrency, "
-            "alternating:"
+            f"{title} throughput on {args.database}, gunicorn {args.workers} sync workers "
+            f"each, no throttling, {args.rounds} x {args.duration:g} s per peer and "
+            "concurrency, alternating:"
         )
         header = f"{'peer':16} {'clients':>7} {'requests/s':>11} {'p50 ms':>8} {'p95 ms':>8} "
         print(header + f"{'p99 ms':>8} {'errors':>7} {'ours/theirs':>12}")
@@ -549,9 +731,12 @@ def main() -> None:
                 latencies = [x for p in phases for x in p.latencies]
                 rate = sum(p.refreshes for p in phases) / sum(p.seconds for p in phases)
                 rates[(kind, peer.name, concurrency)] = rate
-                ratio = (
-                    f"{rates[(kind, OURS.name, concurrency)] / rate:.2f}x" if peer is THEIRS else ""
-                )
+                ratio = ""
+                if peer is THEIRS:
+                    if kind == "login" and not hashers_match:
+                        ratio = "n/a"
+                    elif rate:
+                        ratio = f"{rates[(kind, OURS.name, concurrency)] / rate:.2f}x"
                 print(
                     f"{peer.name:16} {concurrency:>7} {rate:>11.1f} "
                     f"{1000 * percentile(latencies, 0.50):>8.1f} "
@@ -574,8 +759,10 @@ def main() -> None:
     for peer in PEERS:
         sql = measured[peer.name]["sql"]
         print(f"  {peer.name:16} login {sql['login']:>2}   refresh {sql['refresh']:>2}")
-        for statement in sql["refresh_sql"]:
-            print(f"      {statement}")
+        for what in ("login", "refresh"):
+            print(f"    {what}:")
+            for statement in sql[f"{what}_sql"]:
+                print(f"      {statement}")
 
     print("\nHasher cost (in-process, median):")
     for hasher, cost in measured[OURS.name]["hashers"].items():

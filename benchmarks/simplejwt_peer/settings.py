@@ -35,6 +35,20 @@ WSGI_APPLICATION = "benchmarks.simplejwt_peer.wsgi.application"
 DATABASES = {
     "default": dj_database_url.config(conn_max_age=60, conn_health_checks=True),
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # As example_project/settings.py configures SQLite, so both peers share the file the
+    # same way: WAL, the write lock taken at BEGIN, writers queueing for 30 s.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+# The benchmark's login leaves the password check aside: it names a fast hasher (MD5)
+# here and in the example project alike. Unset, Django's default hashers.
+if os.environ.get("DJANGO_PASSWORD_HASHERS"):
+    PASSWORD_HASHERS = os.environ["DJANGO_PASSWORD_HASHERS"].split(",")
 
 USE_TZ = True
 TIME_ZONE = "UTC"
