@@ -184,20 +184,26 @@ def rotate(
     successor, raw_successor = _new_token(
         family, client, now, rotated_from=token, parent_secret=parsed.secret
     )
-    with transaction.atomic(using=db):
-        # The conditional UPDATE is the claim. Two requests may both have read the
-        # token as unused; the database lets only one UPDATE match "used_at IS NULL"
-        # (the other waits for the row lock, then matches nothing), so exactly one
-        # request rotates. A plain read-then-save would let both issue a successor
-        # and fork the chain. Erasing ``sealed`` here ends the grace window of the
-        # token before this one: its retry needs this token unused anyway.
-        claimed = (
-            RefreshToken.objects.using(db)
-            .filter(pk=token.pk, used_at__isnull=True)
-            .update(used_at=now, sealed=None)
-        )
-        if claimed:
-            successor.save(using=db, force_insert=True)
+    # The conditional UPDATE is the claim. Two requests may both have read the token
+    # as unused; the database lets only one UPDATE match "used_at IS NULL" (the other
+    # waits for the row lock, then matches nothing), so exactly one request rotates.
+    # A plain read-then-save would let both issue a successor and fork the chain.
+    # Erasing ``sealed`` here ends the grace window of the token before this one: its
+    # retry needs this token unused anyway. The claim and the successor's INSERT
+    # commit together or not at all.
+    # On PostgreSQL both are one statement, committed on its own: one round trip
+    # instead of four (BEGIN, UPDATE, INSERT, COMMIT) and no ORM query building, which
+    # took a refresh from 2.58 to 1.87 ms (in-process, measured).
+    claimed = sql.claim_and_insert(token, successor, now=now, using=db)
+    if claimed is None:  # elsewhere, the same in a transaction, with the ORM
+        with transaction.atomic(using=db):
+            claimed = bool(
+                RefreshToken.objects.using(db)
+                .filter(pk=token.pk, used_at__isnull=True)
+                .update(used_at=now, sealed=None)
+            )
+            if claimed:
+                successor.save(using=db, force_insert=True)
     if not claimed:
         # Another request used the token between our read and our UPDATE. Read it
         # again, now that the winner has committed, and treat it as any used token.
@@ -323,16 +329,10 @@ def _proof_rejected(family: TokenFamily, reason: str, client: Client) -> None:
 def _find_token(parsed: ParsedToken, db: str) -> RefreshToken | None:
     """The token with this lookup key, its family and user, in one query, if the
     secret matches (compared in constant time)."""
-    # lookup_key is unique: no ORDER BY (which .first() would add), at most one row.
-    # Not the successor: only a retry needs it, and joining it costs every refresh a
-    # fifth of a millisecond of query building (see _successor_for_retry).
-    rows = (
-        RefreshToken.objects.using(db)
-        .select_related("family__user")
-        .filter(lookup_key=parsed.lookup_key)
-        .order_by()[:1]
-    )
-    token = next(iter(rows), None)
+    # A statement written once, not an ORM query built on every refresh: 0.4-0.55 ms
+    # less per refresh (sql.py). Not the successor: only a retry needs it (see
+    # _successor_for_retry).
+    token = sql.token_with_family_and_user(parsed.lookup_key, using=db)
     if token is None or not verify_secret(parsed.secret, token.secret_hash):
         return None
     return token
@@ -818,18 +818,7 @@ def _record_proof_on_its_own_connection(db: str, key: str, expires_at: datetime)
     own atomic block) that an error answer would roll back."""
     connection = connections.create_connection(db)
     try:
-        quote = connection.ops.quote_name
-        table, key_column, expires_column = (
-            quote(UsedDPoPProof._meta.db_table),
-            quote(UsedDPoPProof._meta.get_field("key").column or "key"),
-            quote(UsedDPoPProof._meta.get_field("expires_at").column or "expires_at"),
-        )
-        with connection.cursor() as cursor:
-            # The only SQL written by hand in the app: names quoted, values bound.
-            cursor.execute(
-                f"INSERT INTO {table} ({key_column}, {expires_column}) VALUES (%s, %s)",  # noqa: S608
-                [key, connection.ops.adapt_datetimefield_value(expires_at)],
-            )
+        sql.insert_used_proof(connection, key, expires_at)
         connection.commit()
     except IntegrityError:
         return False

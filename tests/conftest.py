@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from unittest import mock
 
 import pytest
 from django.core.cache import caches
+from django.db import connection
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
@@ -46,6 +49,21 @@ def _clear_caches():
     # The family-state cache and throttle counts must not leak between tests.
     for cache in caches.all():
         cache.clear()
+
+
+# How a rotation claims its token and inserts the successor: with the ORM, in a
+# transaction (every database), or in one statement (sql.claim_and_insert: PostgreSQL
+# only). Tests that take this fixture run once per way the database has.
+CLAIMS = ["orm", *(["one statement"] if connection.vendor == "postgresql" else [])]
+
+
+@pytest.fixture(params=CLAIMS)
+def claim(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "orm":
+        with mock.patch("rotating_tokens.sql.claim_and_insert", return_value=None):
+            yield request.param
+    else:
+        yield request.param
 
 
 @pytest.fixture

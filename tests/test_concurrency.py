@@ -68,6 +68,7 @@ def _successors(login: services.TokenPair) -> int:
     return RefreshToken.objects.filter(family=login.family, rotated_from__isnull=False).count()
 
 
+@pytest.mark.usefixtures("claim")
 @override_settings(ROTATING_TOKENS={"REUSE_GRACE_PERIOD": timedelta(0)})
 def test_simultaneous_refreshes_without_grace_rotate_once_and_kill_the_family(login, client_info):
     alerts = []
@@ -90,6 +91,7 @@ def test_simultaneous_refreshes_without_grace_rotate_once_and_kill_the_family(lo
     assert alerts == [family.pk]  # one alert, however many replays raced
 
 
+@pytest.mark.usefixtures("claim")
 def test_simultaneous_refreshes_from_one_client_in_grace_all_get_the_same_successor(
     login, client_info
 ):
@@ -101,6 +103,7 @@ def test_simultaneous_refreshes_from_one_client_in_grace_all_get_the_same_succes
     services.rotate(results[0], client_info)
 
 
+@pytest.mark.usefixtures("claim")
 def test_simultaneous_refreshes_from_many_clients_rotate_once(login):
     clients = [Client(f"198.51.100.{i + 1}", "pytest-client/1.0") for i in range(THREADS)]
     results = _race(login.refresh, clients)
@@ -144,6 +147,7 @@ def _proofs(key, count: int) -> list:
     ]
 
 
+@pytest.mark.usefixtures("claim")
 def test_simultaneous_refreshes_of_a_bound_token_rotate_once(user):
     from .dpop_client import DPoPKey
 
@@ -158,6 +162,7 @@ def test_simultaneous_refreshes_of_a_bound_token_rotate_once(user):
     assert TokenFamily.objects.get().revoked_at is None
 
 
+@pytest.mark.usefixtures("claim")
 @override_settings(ROTATING_TOKENS={"REUSE_GRACE_PERIOD": timedelta(0)})
 def test_simultaneous_refreshes_of_a_bound_token_without_grace_rotate_once(user):
     from .dpop_client import DPoPKey
@@ -182,3 +187,40 @@ def test_simultaneous_refreshes_of_a_bound_token_without_proofs_change_nothing(u
     assert set(results) == {"dpop_required"}, results
     assert _successors(login) == 0
     assert TokenFamily.objects.get().revoked_at is None
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one statement")
+def test_simultaneous_claims_in_one_statement_insert_one_successor(login, client_info):
+    from rotating_tokens import sql
+
+    token = RefreshToken.objects.get(family=login.family)
+    now = timezone.now()
+    successors = [
+        services._new_token(login.family, client_info, now, rotated_from=token)[0]
+        for _ in range(THREADS)
+    ]
+    barrier = threading.Barrier(THREADS)
+    claimed: list[bool | str | None] = [None] * THREADS
+
+    def claim(i: int) -> None:
+        try:
+            barrier.wait()
+            claimed[i] = sql.claim_and_insert(token, successors[i], now=now, using="default")
+        except Exception as exc:  # reported by the assertions, not lost in the thread
+            claimed[i] = f"error: {exc!r}"
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(claimed, key=str) == [False] * (THREADS - 1) + [True], claimed
+    (winner,) = [s for s, won in zip(successors, claimed, strict=True) if won is True]
+    assert list(RefreshToken.objects.filter(rotated_from=token).values_list("pk", flat=True)) == [
+        winner.pk
+    ]
+    token.refresh_from_db()
+    assert token.used_at == now

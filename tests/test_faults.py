@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,7 +16,14 @@ from unittest import mock
 
 import pytest
 from django.core.cache import caches
-from django.db import InterfaceError, OperationalError, connection, connections
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    connections,
+    transaction,
+)
 from django.test import override_settings
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
@@ -23,6 +31,9 @@ from rest_framework_simplejwt.tokens import AccessToken
 from rotating_tokens import crypto
 from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
 from rotating_tokens.throttling import OptionalScopedRateThrottle
+
+from .db_faults import failing_successor_insert, next_lookup_key
+from .factories import RefreshTokenFactory
 
 REFRESH = "/api/auth/token/refresh/"
 THIEF = {"HTTP_USER_AGENT": "someone-else/1.0"}
@@ -64,22 +75,37 @@ def _assert_works_exactly_once(api_client, raw: str) -> None:
 # The database fails mid-rotation --------------------------------------------------------
 
 
-@pytest.mark.django_db
+# In autocommit, as a request runs (the views are never inside ATOMIC_REQUESTS), and
+# inside a transaction of the caller's (the test's own, which stays usable).
+@pytest.mark.parametrize(
+    "in_transaction",
+    [
+        pytest.param(False, marks=pytest.mark.django_db(transaction=True), id="autocommit"),
+        pytest.param(True, marks=pytest.mark.django_db, id="in a transaction"),
+    ],
+)
 @pytest.mark.parametrize(
     "failure",
     [
         OperationalError("server closed the connection unexpectedly"),
         # What Django raises on a closed connection: not a DatabaseError.
         InterfaceError("connection already closed"),
+        # The database itself refuses the successor's INSERT, after the claim ran.
+        None,
     ],
-    ids=["OperationalError", "InterfaceError"],
+    ids=["OperationalError", "InterfaceError", "IntegrityError"],
 )
 def test_database_error_inside_the_rotation_answers_503_and_changes_nothing(
-    api_client, user, password, failure
+    api_client, user, password, failure, in_transaction, claim
 ):
     raw = _login(api_client, user, password)["refresh"]
+    assert connection.in_atomic_block == in_transaction
 
-    with mock.patch.object(RefreshToken, "save", autospec=True, side_effect=failure):
+    if failure is None:
+        fault = next_lookup_key(crypto.parse_token(raw).lookup_key)
+    else:
+        fault = failing_successor_insert(failure)
+    with fault:
         response = _refresh(api_client, raw)
 
     _assert_service_unavailable(response)
@@ -129,13 +155,56 @@ def _kill_mariadb_connection(admin, connection_id: int) -> None:
     pytest.fail(f"connection {connection_id} outlived KILL CONNECTION")
 
 
+def _waits_on_postgresql_lock(admin, pid: int) -> bool:
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+        return cursor.fetchone() == ("Lock",)
+
+
+def _waits_on_mariadb_lock(admin, connection_id: int) -> bool:
+    # Running its INSERT, which the blocker makes wait. (Not INNODB_TRX: InnoDB refreshes
+    # it only when nobody read it for 0.1 s, so a poll would see it stale for ever.)
+    with admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = %s", [connection_id]
+        )
+        row = cursor.fetchone()
+        return row is not None and (row[0] or "").startswith("INSERT INTO")
+
+
+class _Blocker(threading.Thread):
+    """Holds, in a transaction of its own connection, an uncommitted token with
+    ``lookup_key``: a successor inserted with that key waits for this transaction,
+    after its claim ran. Rolled back on ``release``."""
+
+    def __init__(self, family: TokenFamily, lookup_key: str) -> None:
+        super().__init__()
+        self.family, self.lookup_key = family, lookup_key
+        self.holding, self.release = threading.Event(), threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with transaction.atomic():
+                RefreshTokenFactory(family=self.family, lookup_key=self.lookup_key)
+                self.holding.set()
+                self.release.wait(60)
+                transaction.set_rollback(True)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            self.error = exc
+        finally:
+            self.holding.set()
+            connection.close()
+
+
 @pytest.mark.server_db
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
-    ("own_id_query", "kill"),
+    ("own_id_query", "waits_on_lock", "kill"),
     [
         pytest.param(
             "SELECT pg_backend_pid()",
+            _waits_on_postgresql_lock,
             _terminate_postgresql_backend,
             marks=pytest.mark.skipif(
                 connection.vendor != "postgresql", reason="pg_terminate_backend"
@@ -144,6 +213,7 @@ def _kill_mariadb_connection(admin, connection_id: int) -> None:
         ),
         pytest.param(
             "SELECT CONNECTION_ID()",
+            _waits_on_mariadb_lock,
             _kill_mariadb_connection,
             marks=pytest.mark.skipif(connection.vendor != "mysql", reason="KILL CONNECTION"),
             id="mariadb",
@@ -151,27 +221,48 @@ def _kill_mariadb_connection(admin, connection_id: int) -> None:
     ],
 )
 def test_connection_dropped_inside_the_rotation_answers_503_and_changes_nothing(
-    api_client, user, password, own_id_query, kill
+    api_client, user, password, own_id_query, waits_on_lock, kill, claim
 ):
+    """The server process or thread behind the request's connection ends (a crash, a
+    failover) after the claim ran and while the successor's INSERT is under way: in
+    the ORM's transaction, or inside the one statement of PostgreSQL."""
     raw = _login(api_client, user, password)["refresh"]
-    save = RefreshToken.save
+    with connection.cursor() as cursor:
+        cursor.execute(own_id_query)
+        (own_id,) = cursor.fetchone()
+    # The successor's INSERT will wait for another transaction holding its lookup key:
+    # the moment to end this connection, from a third one.
+    lookup_key = crypto.make_token()[1].lookup_key
+    blocker = _Blocker(_token_of(raw).family, lookup_key)
+    blocker.start()
+    blocker.holding.wait(60)
+    assert blocker.error is None
 
-    def drop_connection_then_save(token: RefreshToken, *args: Any, **kwargs: Any) -> None:
-        # Here the claiming UPDATE has run inside the open transaction: end the server
-        # process or thread behind this connection from another one, as a crash or
-        # failover would.
-        with connection.cursor() as cursor:
-            cursor.execute(own_id_query)
-            (own_id,) = cursor.fetchone()
+    def drop_connection_while_it_waits() -> None:
         admin = connections.create_connection("default")
         try:
-            kill(admin, own_id)
+            for _ in range(1000):
+                if waits_on_lock(admin, own_id):
+                    kill(admin, own_id)
+                    return
+                time.sleep(0.01)  # waiting for the request to reach the INSERT
         finally:
+            blocker.release.set()
             admin.close()
-        save(token, *args, **kwargs)
 
-    with mock.patch.object(RefreshToken, "save", drop_connection_then_save):
-        response = _refresh(api_client, raw)
+    killer = threading.Thread(target=drop_connection_while_it_waits)
+    killer.start()
+    try:
+        with next_lookup_key(lookup_key):
+            response = _refresh(api_client, raw)
+    finally:
+        blocker.release.set()
+        killer.join()
+        blocker.join()
+    assert blocker.error is None
+    # What the end of a request does (the test client skips it): the dead connection
+    # is closed, and the next query opens a new one.
+    close_old_connections()
 
     _assert_service_unavailable(response)
     token = _token_of(raw)  # on a new connection

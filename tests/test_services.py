@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from unittest import mock
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, IntegrityError, connection
 from django.test import override_settings
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
@@ -18,6 +17,7 @@ from rotating_tokens.exceptions import TokenExpired, TokenInvalid, TokenReused, 
 from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
 from rotating_tokens.services import Client
 
+from .db_faults import failing_successor_insert, next_lookup_key
 from .factories import RefreshTokenFactory, TokenFamilyFactory, UserFactory
 from .test_crypto import MALFORMED
 
@@ -272,11 +272,20 @@ def test_login_starts_a_family_and_sends_tokens_issued(user, client_info):
     )
 
 
-def test_failed_rotation_leaves_the_token_as_it_was(token, client_info):
-    with (
-        mock.patch.object(RefreshToken, "save", side_effect=DatabaseError("disk full")),
-        pytest.raises(DatabaseError),
-    ):
+def test_failed_rotation_leaves_the_token_as_it_was(token, client_info, claim):
+    with failing_successor_insert(DatabaseError("disk full")), pytest.raises(DatabaseError):
+        services.rotate(token.raw, client_info)
+    token.refresh_from_db()
+    assert token.used_at is None
+    assert RefreshToken.objects.count() == 1
+    services.rotate(token.raw, client_info)
+
+
+def test_successor_refused_by_the_database_leaves_the_token_as_it_was(token, client_info, claim):
+    # The database itself refuses the successor (its lookup key is taken), after the
+    # claim ran in the same transaction, or the same statement on PostgreSQL. Inside
+    # this test's transaction, which stays usable: the rotation failed in a savepoint.
+    with next_lookup_key(token.lookup_key), pytest.raises(IntegrityError):
         services.rotate(token.raw, client_info)
     token.refresh_from_db()
     assert token.used_at is None
