@@ -171,7 +171,7 @@ def token_response(request: HttpRequest | Request, pair: services.TokenPair) -> 
     token in the HttpOnly cookie (out of a browser's body) with the ``csrftoken`` cookie
     the page needs to refresh by cookie. Another site's request gets no cookie."""
     django_request: HttpRequest = getattr(request, "_request", request)
-    data: Mapping[str, Any] = TokenPairSerializer(pair).data
+    data: Mapping[str, Any] = TokenPairSerializer.data_of(pair)
     response = JsonResponse({})
     if COOKIE_MIDDLEWARE in settings.MIDDLEWARE:
         # Without the middleware no refresh could read the cookie: the body keeps it.
@@ -184,7 +184,7 @@ def token_response(request: HttpRequest | Request, pair: services.TokenPair) -> 
 class TokenResponseMixin:
     def get_token_response(self, pair: services.TokenPair) -> Response:
         """The 200 answer of obtain and refresh. Override to add fields."""
-        response = Response(TokenPairSerializer(pair).data)
+        response = Response(TokenPairSerializer.data_of(pair))
         response["Cache-Control"] = "no-store"
         return response
 

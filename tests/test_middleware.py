@@ -6,6 +6,8 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
+from django.urls import get_script_prefix, set_script_prefix
+from django.utils import translation
 from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
@@ -455,6 +457,27 @@ def test_default_path_is_read_from_the_urlconf(settings):
     assert refresh_cookie_path() == "/api/auth/"
     settings.ROOT_URLCONF = "tests.urls_mounted_elsewhere"
     assert refresh_cookie_path() == "/accounts/v2/"
+    settings.ROOT_URLCONF = "tests.urls"
+    assert refresh_cookie_path() == "/api/auth/"
+
+
+def test_default_path_follows_the_script_prefix():
+    # A project served under a path of its own (SCRIPT_NAME, FORCE_SCRIPT_NAME).
+    before = get_script_prefix()
+    set_script_prefix("/mounted/")
+    try:
+        assert refresh_cookie_path() == "/mounted/api/auth/"
+    finally:
+        set_script_prefix(before)
+    assert refresh_cookie_path() == "/api/auth/"
+
+
+def test_default_path_follows_the_language_of_i18n_urls(settings):
+    settings.ROOT_URLCONF = "tests.urls_i18n"
+    with translation.override("fr"):
+        assert refresh_cookie_path() == "/fr/api/auth/"
+    with translation.override("de"):
+        assert refresh_cookie_path() == "/de/api/auth/"
 
 
 # Hostile requests from another site (found by attacking the example project) -------------

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from rotating_tokens import services
 from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
+from rotating_tokens.serializers import TokenPairSerializer
 from rotating_tokens.throttling import OptionalScopedRateThrottle
 
 from .factories import RefreshTokenFactory, UserFactory
@@ -245,6 +246,23 @@ def test_refresh_returns_a_new_pair(api_client, user, password):
     assert body["refresh"] != login["refresh"]
     assert parse_datetime(body["access_expires_at"])
     assert parse_datetime(body["refresh_expires_at"])
+
+
+@pytest.mark.parametrize(
+    ("rest_framework", "zone"),
+    [
+        ({}, "UTC"),
+        ({}, "America/New_York"),
+        ({"DATETIME_FORMAT": "%Y-%m-%d %H:%M:%S"}, "Asia/Kolkata"),
+    ],
+    ids=["utc", "another zone", "another format"],
+)
+def test_token_body_is_what_the_serializer_makes(user, client_info, settings, rest_framework, zone):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, **rest_framework}
+    pair = services.start_family(user, client_info)
+    with timezone.override(zone):
+        data = TokenPairSerializer.data_of(pair)
+        assert json.dumps(data) == json.dumps(TokenPairSerializer(pair).data)
 
 
 @pytest.mark.parametrize("body", [{}, {"refresh": ""}, {"refresh": None}, {"other": "x"}], ids=repr)
