@@ -18,14 +18,19 @@ Where that could fail, the copy is dropped or bypassed, never trusted:
 
 - the subscription is not confirmed yet, or its connection fails: not used (and
   emptied) until a new subscription is confirmed;
-- the connection is re-established behind our back (redis-py reconnects and
-  re-subscribes): the new confirmation empties the copy, since messages sent in
-  between were lost;
-- a PING sent on the subscription is unanswered after ``PONG_DEADLINE``: not used
-  until the answer comes (a connection that is silently dead);
+- redis-py reconnects behind our back (when the cache's OPTIONS allow retries): its
+  connect callback empties the copy at once, since messages sent in between were lost;
+- Redis has said nothing on the subscription for ``PING_INTERVAL + PONG_DEADLINE``
+  (2 s; a PING goes out every second while requests come): not used until it speaks
+  again. That bounds a silently dead connection (a partition, a host gone without a
+  reset) to about two seconds;
 - in any case an entry is trusted for ``FAMILY_STATE_LOCAL_TIMEOUT`` at most (10 s by
-  default): the bound on staleness if Redis dropped a message without the connection
-  failing, which it does not do on its own.
+  default): the bound if Redis dropped a message with the connection alive, which it
+  does not do on its own.
+
+Across a network the ordering above is a race Redis wins by far (it writes the message
+before the revoking process has even read its answer), not a law: a retransmitted packet
+could deliver the message a few hundred milliseconds late.
 
 Only with Django's RedisCache, the one cache backend that can push. Several threads of
 one process share the copy (a lock guards it); a forked child starts its own.
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 import time
 import uuid
@@ -51,7 +57,7 @@ logger = logging.getLogger("rotating_tokens")
 PUSHING_CACHES = ("django.core.cache.backends.redis.RedisCache",)
 CHANNEL = "rotating_tokens:revoked"
 PING_INTERVAL = 1.0  # seconds between PINGs on the subscription, while requests come
-PONG_DEADLINE = 1.0  # a PING unanswered for longer: the copy is not used
+PONG_DEADLINE = 1.0  # how long its answer may take: silent for longer, not used
 RETRY_INTERVAL = 1.0  # after a failure, seconds before subscribing again
 MAX_ENTRIES = 50_000  # then the copy starts again from empty (about 19 MB)
 
@@ -72,10 +78,15 @@ class LocalCopy:
         # shared cache before a bump may be older than the revocation, so it is not kept.
         self._epoch = 0
         self._pubsub: Any = None
+        self._subscribing = False
         self._confirmed = False
-        self._ping_sent_at: float | None = None
+        self._last_heard = 0.0  # when Redis last said anything on the subscription
         self._last_ping = 0.0
         self._retry_at = 0.0
+        # The subscription's socket, polled before each use: nothing to read (the
+        # common case) costs one poll() instead of redis-py's read path (about 10 us).
+        self._socket: Any = None
+        self._poller: Any = None
 
     @property
     def epoch(self) -> int:
@@ -84,6 +95,8 @@ class LocalCopy:
     def get(self, family_id: uuid.UUID) -> tuple[State | None, int]:
         """The state this process holds for the family, if it can be trusted now (else
         None), and the epoch to hand back to ``put``."""
+        if self._pubsub is None:
+            self._subscribe()
         with self._lock:
             now = time.monotonic()
             if not self._sync(now):
@@ -121,48 +134,81 @@ class LocalCopy:
 
     # The subscription ----------------------------------------------------------------
 
+    def _subscribe(self) -> None:
+        """Subscribe, outside the lock: connecting can take as long as the connect
+        timeout, and meanwhile the other threads ask the shared cache."""
+        with self._lock:
+            if self._pubsub is not None or self._subscribing:
+                return
+            if time.monotonic() < self._retry_at:
+                return
+            self._subscribing = True
+        pubsub = None
+        try:
+            client = self._cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+            pubsub = client.pubsub()
+            pubsub.subscribe(self._channel)
+            # redis-py reconnects (and subscribes again) by itself when the cache's
+            # OPTIONS allow retries: whatever was published meanwhile is lost.
+            pubsub.connection.register_connect_callback(self._reconnected)
+        except Exception:
+            logger.warning(
+                "Cannot subscribe to family revocations; checking the shared cache.",
+                exc_info=True,
+            )
+            _close_quietly(pubsub)
+            pubsub = None
+        with self._lock:
+            self._subscribing = False
+            if pubsub is None:
+                self._retry_at = time.monotonic() + RETRY_INTERVAL
+            else:
+                self._pubsub = pubsub
+
+    def _reconnected(self, connection: Any) -> None:
+        # Called by redis-py inside one of our calls, which hold the lock.
+        self._forget_all()
+
     def _sync(self, now: float) -> bool:
         """Read the revocations that have arrived; whether the copy can be trusted."""
         if self._pubsub is None:
-            if now < self._retry_at:
-                return False
-            self._subscribe(now)
-            return False  # not before the subscription is confirmed
+            return False
         try:
-            while True:
-                message = self._pubsub.get_message(timeout=0)
-                if message is None:
-                    break
-                self._handle(message)
-            if self._ping_sent_at is None and now - self._last_ping >= PING_INTERVAL:
+            if self._has_news():
+                while True:
+                    message = self._pubsub.get_message(timeout=0)
+                    if message is None:
+                        break
+                    self._handle(message, now)
+            if now - self._last_ping >= PING_INTERVAL:
                 self._pubsub.ping()
-                self._ping_sent_at = self._last_ping = now
+                self._last_ping = now
         except Exception:  # any failure of the subscription: stop trusting the copy
             logger.warning(
                 "Lost the subscription to family revocations; checking the shared cache.",
                 exc_info=True,
             )
             self._reset()
-            self._retry_at = now + RETRY_INTERVAL
+            self._retry_at = time.monotonic() + RETRY_INTERVAL
             return False
-        if self._ping_sent_at is not None and now - self._ping_sent_at > PONG_DEADLINE:
-            return False
-        return self._confirmed
+        # Silence for longer than a PING's round trip may take: a connection that died
+        # without a word (a partition, a host gone). Not trusted until Redis answers.
+        return self._confirmed and now - self._last_heard <= PING_INTERVAL + PONG_DEADLINE
 
-    def _subscribe(self, now: float) -> None:
-        try:
-            client = self._cache._cache.get_client(write=True)  # type: ignore[attr-defined]
-            self._pubsub = client.pubsub()
-            self._pubsub.subscribe(self._channel)
-        except Exception:
-            logger.warning(
-                "Cannot subscribe to family revocations; checking the shared cache.",
-                exc_info=True,
-            )
-            self._reset()
-            self._retry_at = now + RETRY_INTERVAL
+    def _has_news(self) -> bool:
+        """Whether the subscription may have something to read (never a false no)."""
+        sock = getattr(self._pubsub.connection, "_sock", None)
+        if sock is None or _poll is None:
+            return True
+        if sock is not self._socket:  # a new connection: watch its socket
+            self._poller = _poll()
+            self._poller.register(sock, _POLL_EVENTS)
+            self._socket = sock
+            return True
+        return bool(self._poller.poll(0))
 
-    def _handle(self, message: dict[str, Any]) -> None:
+    def _handle(self, message: dict[str, Any], now: float) -> None:
+        self._last_heard = now
         kind = message["type"]
         if kind == "message":
             for raw in bytes(message["data"]).split(b","):
@@ -177,20 +223,30 @@ class LocalCopy:
             self._entries.clear()
             self._epoch += 1
             self._confirmed = True
-        elif kind == "pong":
-            self._ping_sent_at = None
 
-    def _reset(self) -> None:
+    def _forget_all(self) -> None:
         self._entries.clear()
         self._epoch += 1
         self._confirmed = False
-        self._ping_sent_at = None
-        if self._pubsub is not None:
-            try:
-                self._pubsub.close()
-            except Exception:  # already broken: nothing to release
-                logger.debug("Closing the revocation subscription failed.", exc_info=True)
-            self._pubsub = None
+
+    def _reset(self) -> None:
+        self._forget_all()
+        self._socket = self._poller = None
+        _close_quietly(self._pubsub)
+        self._pubsub = None
+
+
+def _close_quietly(pubsub: Any) -> None:
+    if pubsub is None:
+        return
+    try:
+        pubsub.close()
+    except Exception:  # already broken: nothing to release
+        logger.debug("Closing the revocation subscription failed.", exc_info=True)
+
+
+_poll = getattr(select, "poll", None)  # not on Windows: there every check reads
+_POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP if _poll else 0
 
 
 _copies: dict[tuple[Any, ...], LocalCopy] = {}
@@ -207,6 +263,10 @@ def local_copy(alias: str, cache: BaseCache | None) -> LocalCopy | None:
     """This process's copy of the family states kept in the cache ``alias``, or None
     when there is none: the setting is off, or the cache cannot push revocations."""
     if cache is None or not app_settings.FAMILY_STATE_LOCAL_COPY or not pushes(cache):
+        return None
+    if len(getattr(cache, "_servers", ())) > 1:
+        # Django reads from the replicas, which may not have a revocation's tombstone
+        # yet when its message arrives: a state read there could be kept for seconds.
         return None
     # Per process (a forked child, such as a gunicorn worker, has its own), shared by
     # its threads (each has its own cache object), and new if the alias now names

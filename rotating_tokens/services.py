@@ -681,7 +681,11 @@ def _forget_family_state(family_ids: Iterable[Any]) -> None:
     def mark_revoked() -> None:
         _cache_call(cache, "set_many", dict.fromkeys(tombstones, True), _tombstone_timeout())
         _cache_call(cache, "delete_many", state_keys)
-        # Then every process that keeps a copy of family states hears of it.
+        # Then every process that keeps a copy of family states hears of it. This
+        # one forgets again: another thread may have kept the state since the first
+        # time, and it must not depend on hearing its own message.
+        if copy is not None:
+            copy.forget(family_ids)
         try:
             local_state.publish_revocations(cache, family_ids)
         except Exception:  # as with the cache: the copies age out (FAMILY_STATE_LOCAL_TIMEOUT)
