@@ -106,6 +106,59 @@ def _token_lookup(connection: BaseDatabaseWrapper) -> _Lookup | None:
     return _Lookup(statement, user_model, (token_names, family_names, user_names), converters)
 
 
+# Login ---------------------------------------------------------------------------------------
+
+
+def insert_family_and_token(family: TokenFamily, token: RefreshToken, *, using: str) -> bool:
+    """Insert a new family and its first refresh token: both or neither. Returns False
+    on a database that cannot do it in one statement (the caller then saves both in a
+    transaction, with the ORM).
+
+    PostgreSQL only, with a data-modifying CTE, committed on its own: one round trip
+    where the ORM's transaction takes four (BEGIN, two INSERTs, COMMIT).
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return False
+    statement, family_fields, token_fields = _once_per_connection(
+        connection, _family_and_token_statement
+    )
+    params = [
+        *(f.get_db_prep_save(getattr(family, f.attname), connection) for f in family_fields),
+        *(f.get_db_prep_save(getattr(token, f.attname), connection) for f in token_fields),
+    ]
+    row = _execute_returning(connection, using, statement, params)
+    assert row is not None  # an INSERT that fails raises
+    token.pk = row[0]
+    for instance in (family, token):
+        instance._state.adding, instance._state.db = False, using
+    return True
+
+
+def _family_and_token_statement(
+    connection: BaseDatabaseWrapper,
+) -> tuple[str, list[models.Field[Any, Any]], list[models.Field[Any, Any]]]:
+    """The statement, and the fields of the family and of the token whose values it
+    inserts, in order: what ``save()`` would insert (the family's id is made in
+    Python, the token's by the database)."""
+    quote = connection.ops.quote_name
+    family_fields = list(TokenFamily._meta.local_concrete_fields)
+    token_id = _field(RefreshToken, "id")
+    token_fields = [f for f in RefreshToken._meta.local_concrete_fields if f is not token_id]
+    family_pk = _column(connection, _field(TokenFamily, "id"))
+    statement = (
+        f"WITH family AS ("  # noqa: S608  (names from _meta, quoted; values bound)
+        f"INSERT INTO {quote(TokenFamily._meta.db_table)} "
+        f"({', '.join(_column(connection, f) for f in family_fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(family_fields))}) RETURNING {family_pk}) "
+        f"INSERT INTO {quote(RefreshToken._meta.db_table)} "
+        f"({', '.join(_column(connection, f) for f in token_fields)}) "
+        f"SELECT {', '.join(['%s'] * len(token_fields))} FROM family "
+        f"RETURNING {_column(connection, token_id)}"
+    )
+    return statement, family_fields, token_fields
+
+
 # Rotation ----------------------------------------------------------------------------------
 
 

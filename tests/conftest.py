@@ -66,6 +66,17 @@ def claim(request: pytest.FixtureRequest) -> Iterator[str]:
         yield request.param
 
 
+# How a login inserts the family and its first token: the same two ways
+# (sql.insert_family_and_token: PostgreSQL only).
+@pytest.fixture(params=CLAIMS)
+def login_insert(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "orm":
+        with mock.patch("rotating_tokens.sql.insert_family_and_token", return_value=False):
+            yield request.param
+    else:
+        yield request.param
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient(HTTP_USER_AGENT="pytest-client/1.0", REMOTE_ADDR="203.0.113.10")

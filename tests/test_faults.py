@@ -118,11 +118,13 @@ def test_database_error_inside_the_rotation_answers_503_and_changes_nothing(
 
 @pytest.mark.django_db
 def test_database_error_inside_the_login_answers_503_and_leaves_no_family(
-    api_client, user, password
+    api_client, user, password, login_insert
 ):
     failure = OperationalError("server closed the connection unexpectedly")
 
-    with mock.patch.object(RefreshToken, "save", autospec=True, side_effect=failure):
+    # The token's INSERT fails: after the family's in the ORM's transaction, or the
+    # one statement that inserts both on PostgreSQL.
+    with failing_successor_insert(failure):
         response = api_client.post(
             "/api/auth/token/", {"username": user.username, "password": password}, format="json"
         )

@@ -121,6 +121,79 @@ def test_a_user_model_on_several_tables_is_seen():
         assert sql._token_lookup(connection) is None
 
 
+# A login's family and first token ---------------------------------------------------------
+
+
+def _new_family(client: Client) -> tuple[TokenFamily, RefreshToken]:
+    now = timezone.now()
+    family = TokenFamily(
+        user=UserFactory(),
+        created_at=now,
+        expires_at=now + timedelta(days=30),
+        ip_address=client.ip_address,
+        user_agent=client.user_agent,
+        dpop_jkt="j" * 43,
+    )
+    token, _ = services._new_token(family, client, now)
+    return family, token
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "client",
+    [Client("2001:db8::7", "Mozilla/5.0 (Ünïcødé; ☃) 🚀"), Client(None, "")],
+    ids=["ipv6 and unicode", "no address"],
+)
+def test_insert_family_and_token_writes_what_the_orm_would(client):
+    family, token = _new_family(client)
+
+    inserted = sql.insert_family_and_token(family, token, using="default")
+
+    if not ONE_STATEMENT:
+        assert inserted is False  # the caller uses the ORM
+        assert not TokenFamily.objects.exists()
+        return
+    assert inserted is True
+    assert (family._state.adding, token._state.adding) == (False, False)
+    stored_family = TokenFamily.objects.get(pk=family.pk)
+    assert {
+        f.attname: getattr(stored_family, f.attname) for f in TokenFamily._meta.concrete_fields
+    } == {f.attname: getattr(family, f.attname) for f in TokenFamily._meta.concrete_fields}
+    assert _columns(RefreshToken.objects.get(pk=token.pk)) == _columns(token)
+
+
+@needs_one_statement
+@pytest.mark.django_db(transaction=True)
+def test_insert_family_and_token_is_one_statement_that_commits(client_info):
+    family, token = _new_family(client_info)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert sql.insert_family_and_token(family, token, using="default")
+
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["WITH"]
+    other = connections.create_connection("default")  # sees only what is committed
+    try:
+        with other.cursor() as cursor:
+            table = other.ops.quote_name(RefreshToken._meta.db_table)
+            cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608
+            assert cursor.fetchone() == (1,)
+    finally:
+        other.close()
+
+
+@needs_one_statement
+@pytest.mark.django_db
+def test_a_failed_token_insert_leaves_no_family(client_info):
+    taken = RefreshTokenFactory()
+    family, token = _new_family(client_info)
+    token.lookup_key = taken.lookup_key  # the database refuses the token's INSERT
+
+    with transaction.atomic(), pytest.raises(IntegrityError):
+        sql.insert_family_and_token(family, token, using="default")
+
+    assert not TokenFamily.objects.filter(pk=family.pk).exists()
+
+
 # The claim ------------------------------------------------------------------------------
 
 
