@@ -206,20 +206,25 @@ def admin_sql(args: argparse.Namespace, *statements: str) -> None:
             connection.close()
 
 
+def create_database(args: argparse.Namespace, name: str) -> None:
+    """A new, empty database ``name`` on the server (PostgreSQL or MariaDB)."""
+    if args.database == "postgresql":
+        admin_sql(
+            args,
+            f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+            f"CREATE DATABASE {name}",
+        )
+    elif args.database == "mariadb":
+        admin_sql(
+            args,
+            f"DROP DATABASE IF EXISTS {name}",
+            f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+        )
+
+
 def recreate_databases(args: argparse.Namespace) -> None:
     for peer in PEERS:
-        if args.database == "postgresql":
-            admin_sql(
-                args,
-                f"DROP DATABASE IF EXISTS {peer.database} WITH (FORCE)",
-                f"CREATE DATABASE {peer.database}",
-            )
-        elif args.database == "mariadb":
-            admin_sql(
-                args,
-                f"DROP DATABASE IF EXISTS {peer.database}",
-                f"CREATE DATABASE {peer.database} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
-            )
+        create_database(args, peer.database)
     # SQLite: the files are made by migrate, in a folder of this run's own.
 
 
@@ -397,11 +402,8 @@ def child_setup() -> dict[str, Any]:
     return {"ok": True}
 
 
-def server_info() -> dict[str, Any]:
-    """What this peer's settings really give: the database server, the hasher a
-    password is checked with, the cache (read in-process, from the settings module
-    gunicorn loads)."""
-    from django.conf import settings
+def database_version() -> str:
+    """The database server this process talks to, e.g. "PostgreSQL 15.20"."""
     from django.db import connection
 
     queries = {
@@ -412,7 +414,18 @@ def server_info() -> dict[str, Any]:
     with connection.cursor() as cursor:
         cursor.execute(queries[connection.vendor])
         version = str(cursor.fetchone()[0]).split(" (")[0]
-        database = f"{connection.display_name} {version}"
+    return f"{connection.display_name} {version}"
+
+
+def server_info() -> dict[str, Any]:
+    """What this peer's settings really give: the database server, the hasher a
+    password is checked with, the cache (read in-process, from the settings module
+    gunicorn loads)."""
+    from django.conf import settings
+    from django.db import connection
+
+    database = database_version()
+    with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             cursor.execute("PRAGMA journal_mode")
             options = connection.settings_dict.get("OPTIONS", {})
@@ -553,7 +566,31 @@ def child(task: str) -> None:
 # Report --------------------------------------------------------------------------------
 
 
+def code_version() -> tuple[str, list[str]]:
+    """This checkout's commit, and the files of the app or the example project that
+    differ from it (so a figure says what code it measured)."""
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--short", "--", "rotating_tokens", "example_project"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "?", []
+    return commit, [line[3:] for line in status if line.strip()]
+
+
 def machine() -> str:
+    """The CPUs, the system and its load, for the header of a run."""
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -580,24 +617,7 @@ def versions() -> str:
             found.append(f"{name} {version(name)}")
         except PackageNotFoundError:
             found.append(f"{name} ?")
-    try:
-        commit = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--short", "--", "rotating_tokens", "example_project"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        commit, status = "?", []
-    changed = [line[3:] for line in status if line.strip()]
+    commit, changed = code_version()
     return (
         f"Python {platform.python_version()}, Django {django.get_version()}, "
         + ", ".join(found)

@@ -34,12 +34,10 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import importlib
 import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -51,9 +49,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: python benchmarks/revocation_propagation.py
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import compare_simplejwt  # noqa: E402
+from benchmarks.compare_simplejwt import (  # noqa: E402
+    admin_sql,
+    code_version,
+    percentile,
+    stop_server,
+)
+
 USERNAME = "bench"
 PASSWORD = "bench-password-1234"
 SECRET_KEY = "benchmark-only-secret-key-not-for-production-0123456789"
@@ -122,44 +130,8 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def admin_sql(args: argparse.Namespace, *statements: str) -> None:
-    if args.database == "postgresql":
-        import psycopg
-
-        with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
-            for statement in statements:
-                conn.execute(statement)
-    elif args.database == "mariadb":
-        # mysqlclient ships no type stubs; a module object keeps mypy strict without them.
-        mysqldb = importlib.import_module("MySQLdb")
-        url = urlsplit(args.mysql)
-        connection = mysqldb.connect(
-            host=url.hostname or "127.0.0.1",
-            port=url.port or 3306,
-            user=unquote(url.username or "root"),
-            passwd=unquote(url.password or ""),
-        )
-        try:
-            cursor = connection.cursor()
-            for statement in statements:
-                cursor.execute(statement)
-        finally:
-            connection.close()
-
-
 def create_database(args: argparse.Namespace) -> None:
-    if args.database == "postgresql":
-        admin_sql(
-            args,
-            f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)",
-            f"CREATE DATABASE {DATABASE}",
-        )
-    elif args.database == "mariadb":
-        admin_sql(
-            args,
-            f"DROP DATABASE IF EXISTS {DATABASE}",
-            f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
-        )
+    compare_simplejwt.create_database(args, DATABASE)
 
 
 def drop_database(args: argparse.Namespace) -> None:
@@ -205,15 +177,6 @@ def start_server(args: argparse.Namespace, access_log: Path) -> subprocess.Popen
         time.sleep(0.2)
     process.kill()
     raise RuntimeError("gunicorn did not answer in 60 s")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def worker_pids(process: subprocess.Popen[bytes]) -> set[int]:
@@ -375,20 +338,12 @@ def child_setup() -> None:
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from django.db import connection
 
     from rotating_tokens.conf import app_settings
 
     call_command("migrate", verbosity=0, interactive=False)
     get_user_model().objects.create_user(USERNAME, password=PASSWORD)
-    queries = {
-        "postgresql": "SHOW server_version",
-        "mysql": "SELECT VERSION()",
-        "sqlite": "SELECT sqlite_version()",
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(queries[connection.vendor])
-        version = str(cursor.fetchone()[0]).split(" (")[0]
+    database = compare_simplejwt.database_version()
 
     try:
         from django.core.cache import caches
@@ -410,7 +365,7 @@ def child_setup() -> None:
     print(
         json.dumps(
             {
-                "database": f"{connection.display_name} {version}",
+                "database": database,
                 "cache": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1],
                 "check_family_on_access": setting("CHECK_FAMILY_ON_ACCESS"),
                 "local_copy": setting("FAMILY_STATE_LOCAL_COPY"),
@@ -423,11 +378,6 @@ def child_setup() -> None:
 
 
 # Report ---------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
 def spread(values: list[float]) -> str:
@@ -538,37 +488,8 @@ def redis_counters(url: str) -> dict[str, int]:
 def header(args: argparse.Namespace, info: dict[str, Any]) -> None:
     import django
 
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--short", "--", "rotating_tokens", "example_project"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split("\n")
-    except (OSError, subprocess.CalledProcessError):
-        commit, changed = "?", []
-    changed = [line[3:] for line in changed if line.strip()]
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(
-        f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
-        f"load average {load}"
-    )
+    commit, changed = code_version()
+    print(compare_simplejwt.machine())
     print(
         f"Python {platform.python_version()}, Django {django.get_version()}, this app at "
         f"{commit}" + (f" with uncommitted changes to {', '.join(changed)}" if changed else "")

@@ -41,6 +41,19 @@ def _columns(token: RefreshToken) -> dict:
     }
 
 
+def _committed_tokens() -> int:
+    """How many refresh tokens another connection sees: only what is committed."""
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            table = other.ops.quote_name(RefreshToken._meta.db_table)
+            cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608
+            (count,) = cursor.fetchone()
+            return int(count)
+    finally:
+        other.close()
+
+
 # The token a refresh presents ---------------------------------------------------------
 
 
@@ -171,14 +184,7 @@ def test_insert_family_and_token_is_one_statement_that_commits(client_info):
         assert sql.insert_family_and_token(family, token, using="default")
 
     assert [query["sql"].split()[0] for query in queries.captured_queries] == ["WITH"]
-    other = connections.create_connection("default")  # sees only what is committed
-    try:
-        with other.cursor() as cursor:
-            table = other.ops.quote_name(RefreshToken._meta.db_table)
-            cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608
-            assert cursor.fetchone() == (1,)
-    finally:
-        other.close()
+    assert _committed_tokens() == 1
 
 
 @needs_one_statement
@@ -258,14 +264,7 @@ def test_claim_outside_a_transaction_is_one_statement_that_commits(client_info):
         assert sql.claim_and_insert(token, successor, now=timezone.now(), using="default")
 
     assert [query["sql"].split()[0] for query in queries.captured_queries] == ["WITH"]
-    other = connections.create_connection("default")  # sees only what is committed
-    try:
-        with other.cursor() as cursor:
-            table = other.ops.quote_name(RefreshToken._meta.db_table)
-            cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608
-            assert cursor.fetchone() == (2,)
-    finally:
-        other.close()
+    assert _committed_tokens() == 2
 
 
 @needs_one_statement
