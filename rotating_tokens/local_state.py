@@ -9,10 +9,11 @@ it hears of every revocation before it answers a request that could be affected:
   a Redis channel (``publish_revocations``);
 - every process that keeps a copy subscribes to that channel, and before it trusts the
   copy it reads, without blocking, whatever has arrived on its subscription (one
-  ``poll()`` system call when nothing has). Redis hands the message to every subscriber
-  before it answers the revoking process's PUBLISH, so by the time the revoking
-  request's response reaches anyone, the message is on its way to every process: a
-  request sent after the revocation was answered finds it there.
+  ``poll()`` system call when nothing has). Redis queues the message for every
+  subscriber while it runs the PUBLISH and writes it out in the same pass as its answer
+  to the revoking process, so by the time the revoking request's response reaches
+  anyone, the message is on its way to every process: a request sent after the
+  revocation was answered finds it there.
 
 Where that could fail, the copy is dropped or bypassed, never trusted:
 
