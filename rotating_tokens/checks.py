@@ -9,8 +9,9 @@ from django.core.checks import CheckMessage, Error, Info, Tags, Warning, registe
 
 from .conf import DEFAULTS, app_settings
 from .crypto import HASHERS
+from .local_state import backend_path
 from .middleware import COOKIE_MIDDLEWARE
-from .services import PROCESS_LOCAL_CACHES, backend_path
+from .services import PROCESS_LOCAL_CACHES
 
 MAX_GRACE_PERIOD = timedelta(minutes=1)
 LIFETIMES = ("ACCESS_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME", "FAMILY_LIFETIME")

@@ -89,10 +89,6 @@ class LocalCopy:
         self._socket: Any = None
         self._poller: Any = None
 
-    @property
-    def epoch(self) -> int:
-        return self._epoch
-
     def get(self, family_id: uuid.UUID) -> tuple[State | None, int]:
         """The state this process holds for the family, if it can be trusted now (else
         None), and the epoch to hand back to ``put``."""
@@ -254,10 +250,15 @@ _copies: dict[tuple[Any, ...], LocalCopy] = {}
 _copies_lock = threading.Lock()
 
 
+def backend_path(cache: BaseCache) -> str:
+    """The dotted path of a cache's backend, as CACHES names it."""
+    backend = type(cache)
+    return f"{backend.__module__}.{backend.__qualname__}"
+
+
 def pushes(cache: BaseCache) -> bool:
     """Whether ``cache`` can tell every process of a revocation (Redis pub/sub)."""
-    backend = type(cache)
-    return f"{backend.__module__}.{backend.__qualname__}" in PUSHING_CACHES
+    return backend_path(cache) in PUSHING_CACHES
 
 
 def local_copy(alias: str, cache: BaseCache | None) -> LocalCopy | None:

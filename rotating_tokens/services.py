@@ -49,6 +49,7 @@ from .exceptions import (
     TokenReused,
     TokenRevoked,
 )
+from .local_state import backend_path
 from .models import ConvertedToken, RefreshToken, RevokeReason, TokenFamily, UsedDPoPProof
 
 if TYPE_CHECKING:
@@ -741,12 +742,6 @@ def _state_cache() -> BaseCache | None:
     if backend_path(cache) in PROCESS_LOCAL_CACHES:
         return None
     return cache
-
-
-def backend_path(cache: BaseCache) -> str:
-    """The dotted path of a cache's backend, as CACHES names it."""
-    backend = type(cache)
-    return f"{backend.__module__}.{backend.__qualname__}"
 
 
 def _state_key(family_id: Any) -> str:
