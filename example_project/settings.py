@@ -36,6 +36,8 @@ from pathlib import Path
 
 import dj_database_url
 
+import rotating_tokens
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = os.environ.get("DJANGO_DEBUG", "1").lower() in {"1", "true", "yes", "on"}
@@ -161,7 +163,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "django-rotating-tokens example API",
     "DESCRIPTION": "Refresh-token rotation with token families and reuse detection.",
-    "VERSION": "0.1.0",
+    "VERSION": rotating_tokens.__version__,
     "SERVE_INCLUDE_SCHEMA": False,
 }
 

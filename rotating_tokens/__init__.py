@@ -1,3 +1,3 @@
 """Rotating refresh tokens with reuse detection for Django REST framework."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

@@ -67,6 +67,14 @@ import rotating_tokens
 from rotating_tokens import services, urls, views  # noqa: F401
 
 assert "site-packages" in rotating_tokens.__file__, rotating_tokens.__file__
+from importlib.metadata import version
+
+# One version: the wheel's metadata says what the package says (and tests/test_version.py
+# ties that to the CHANGELOG's newest entry).
+assert version("django-rotating-tokens") == rotating_tokens.__version__, (
+    version("django-rotating-tokens"),
+    rotating_tokens.__version__,
+)
 call_command("migrate", verbosity=0)
 call_command("check", fail_level="ERROR")
 print(f"rotating_tokens {rotating_tokens.__version__} installs and migrates from the wheel.")
