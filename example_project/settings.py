@@ -8,6 +8,8 @@ environment:
 - ``REDIS_URL``: a shared cache; without it a file cache shared by the processes of
   this machine is used (the access-token family check needs a cache all workers see;
   it is correct on the file cache too, whose add() is not atomic: see the README).
+- ``DEMO_CACHE=database``: Django's database cache instead (its table is made by
+  ``migrate``), the way a project without Redis or Memcached shares one cache.
 - ``JWT_PRIVATE_KEY_FILE``: a PEM private key (RSA, EC P-256 or Ed25519) to sign access
   tokens with instead of SECRET_KEY (HS256); ``JWT_ALGORITHM`` (default RS256, ES256 or
   EdDSA by the key) names the algorithm. Then ``/api/auth/jwks/`` and
@@ -111,7 +113,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 
-if os.environ.get("REDIS_URL"):
+if os.environ.get("DEMO_CACHE") == "database":
+    # Django's database cache (its table is made by the demo's migrations).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "demo_cache",
+        }
+    }
+elif os.environ.get("REDIS_URL"):
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
