@@ -8,6 +8,8 @@ UUID-keyed user model.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -200,3 +202,52 @@ def test_token_user_id_reads_the_field_only_when_it_is_not_the_pk(
     set_simplejwt_setting(monkeypatch, "USER_ID_FIELD", "id")
     with django_assert_num_queries(0):
         assert services.token_user_id(user.pk) == str(user.pk)
+
+
+def test_the_local_copy_of_a_state_compares_the_user_id_field_too(
+    api_client, by_username, user, client_info, settings, django_assert_num_queries
+):
+    import socket
+    import time
+    import uuid
+
+    from django.core.cache import caches
+
+    from rotating_tokens import local_state
+
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+    except OSError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    settings.CACHES = {
+        **settings.CACHES,
+        "state": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"),
+            "KEY_PREFIX": f"rt-test-{uuid.uuid4()}",
+        },
+    }
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+    local_state.reset_local_copies()
+    try:
+        copy = local_state.local_copy("state", caches["state"])
+        assert copy is not None
+        deadline = time.monotonic() + 5
+        while not copy._confirmed and time.monotonic() < deadline:
+            copy.get(uuid.uuid4())
+            time.sleep(0.005)  # waiting for Redis to confirm the subscription
+        assert copy._confirmed
+        mine = services.start_family(user, client_info)
+        victim = services.start_family(UserFactory(), client_info)
+        for pair in (mine, victim):  # read, then kept in this process's copy
+            assert api_client.get(ME, **_bearer(pair.access)).status_code == 200
+            assert copy.get(pair.family.pk)[0] is not None
+        with django_assert_num_queries(1):  # the user only: the state is the copy's
+            assert api_client.get(ME, **_bearer(mine.access)).status_code == 200
+        borrowing = AccessToken.for_user(user)
+        borrowing["fam"] = str(victim.family.pk)
+        refused = api_client.get(ME, **_bearer(str(borrowing)))
+        assert refused.json()["code"] == "token_revoked"
+    finally:
+        local_state.reset_local_copies()
+        caches["state"].clear()
