@@ -13,13 +13,13 @@ import os
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from rotating_tokens import services
 from rotating_tokens.models import TokenFamily
 
 from .factories import PASSWORD, UserFactory
+from .jwt_settings import set_simplejwt_setting
 
 pytestmark = pytest.mark.django_db
 
@@ -27,37 +27,9 @@ AUTH = "/api/auth"
 ME = "/api/me/"
 
 
-def set_simplejwt_setting(monkeypatch, name: str, value: object) -> None:
-    """Change one of simplejwt's settings for a test, as a project sets it at startup.
-
-    simplejwt's reload on ``setting_changed`` makes a new ``api_settings`` object in
-    its settings module, which the modules that imported the old one (its tokens and
-    authentication, this app) never see: the value is set on every object in use."""
-    import rest_framework_simplejwt.authentication
-    import rest_framework_simplejwt.settings
-    import rest_framework_simplejwt.tokens
-
-    from rotating_tokens import authentication, legacy
-
-    holders = {
-        id(module_settings): module_settings
-        for module_settings in (
-            simplejwt_settings,
-            services.simplejwt_settings,
-            authentication.simplejwt_settings,
-            legacy.simplejwt_settings,
-            rest_framework_simplejwt.settings.api_settings,
-            rest_framework_simplejwt.tokens.api_settings,
-            rest_framework_simplejwt.authentication.api_settings,
-        )
-    }
-    for holder in holders.values():
-        # Not yet read, the attribute is not there: undone by deleting it.
-        monkeypatch.setattr(holder, name, value, raising=False)
-
-
 @pytest.fixture
-def by_username(monkeypatch):
+def by_username(settings, monkeypatch):
+    settings.SIMPLE_JWT = {"USER_ID_FIELD": "username"}  # as the project would say it
     set_simplejwt_setting(monkeypatch, "USER_ID_FIELD", "username")
 
 

@@ -19,6 +19,7 @@ from rest_framework_simplejwt.tokens import RefreshToken as SimpleJWTRefreshToke
 
 from rotating_tokens.models import ConvertedToken, RevokeReason, TokenFamily
 from tests.factories import PASSWORD
+from tests.jwt_settings import set_simplejwt_setting
 
 pytestmark = pytest.mark.django_db
 
@@ -94,6 +95,21 @@ def test_login_read_and_refresh(state_store, user):
         response = _me(tokens["access"])
         assert response.status_code == 200, response.content
         assert response.json() == {"id": str(user.pk), "username": user.email}
+    refreshed = _refresh(_client(), tokens["refresh"])
+    assert refreshed.status_code == 200, refreshed.content
+    assert _me(refreshed.json()["access"]).status_code == 200
+
+
+@pytest.mark.parametrize("field", ["id", "email", "public_id"])
+def test_any_unique_user_id_field_logs_in_reads_and_refreshes(
+    monkeypatch, state_store, user, field
+):
+    # The UUID primary key itself (no join), an email, a second UUID.
+    set_simplejwt_setting(monkeypatch, "USER_ID_FIELD", field)
+    tokens = _login(_client(), user)
+    assert _claims(tokens["access"])["user_id"] == str(getattr(user, field))
+    for _ in range(2):
+        assert _me(tokens["access"]).status_code == 200
     refreshed = _refresh(_client(), tokens["refresh"])
     assert refreshed.status_code == 200, refreshed.content
     assert _me(refreshed.json()["access"]).status_code == 200
@@ -267,7 +283,8 @@ def test_allauth_login_session_refresh_and_logout(user):
     _assert_refused(_me(access))
 
 
-def test_allauth_session_of_another_users_family_is_refused(user):
+@pytest.mark.parametrize("named", ["another user", "no user"])
+def test_allauth_session_of_another_users_family_is_refused(user, named):
     from django.contrib.auth import SESSION_KEY
 
     from rotating_tokens.contrib.allauth.strategy import FAMILY_SESSION_KEY, _session_store
@@ -278,13 +295,13 @@ def test_allauth_session_of_another_users_family_is_refused(user):
     session = _session_store(meta["session_token"])
     assert session[FAMILY_SESSION_KEY] == family_id
     assert session[SESSION_KEY] == str(user.pk)
-    session[SESSION_KEY] = str(victim.pk)  # a session that names another user
+    # A session that names another user than its family's, or one that does not exist.
+    session[SESSION_KEY] = str(victim.pk if named == "another user" else uuid.uuid4())
     session.save()
     response = HttpClient().get(
         f"{APP}/auth/session", headers={"X-Session-Token": meta["session_token"]}
     )
     assert response.status_code == 410
-    assert uuid.UUID(family_id)  # (the family itself was not touched)
 
 
 def test_migrations_match_the_models_with_this_user_model():
