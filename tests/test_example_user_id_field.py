@@ -5,7 +5,11 @@ gunicorn tests (tests/test_process_races.py)."""
 
 from __future__ import annotations
 
+import os
+import socket
+
 import jwt
+import pytest
 
 from . import test_process_races as races
 from .factories import PASSWORD, UserFactory
@@ -13,11 +17,18 @@ from .factories import PASSWORD, UserFactory
 pytestmark = races.pytestmark  # PostgreSQL and MariaDB only
 
 
+@pytest.mark.parametrize("cache", ["file", "redis"])
 def test_a_project_keyed_by_username_logs_in_reads_refreshes_and_detects_reuse(
-    transactional_db, tmp_path
+    transactional_db, tmp_path, cache
 ):
     user = UserFactory()
     env = races.example_env(tmp_path, races._database_url(), grace_seconds=10)
+    if cache == "redis":  # each worker's local copy of the family states, too
+        try:
+            socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+        except OSError:
+            pytest.skip("no Redis on 127.0.0.1:6379")
+        env["REDIS_URL"] = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
     env.update(
         JWT_USER_ID_FIELD="username",
         # The password was hashed with the suite's hasher.
