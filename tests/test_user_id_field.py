@@ -9,13 +9,17 @@ UUID-keyed user model.
 from __future__ import annotations
 
 import os
+import socket
+import time
+import uuid
 
 import pytest
+from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework_simplejwt.tokens import AccessToken
 
-from rotating_tokens import services
+from rotating_tokens import local_state, services
 from rotating_tokens.models import TokenFamily
 
 from .factories import PASSWORD, UserFactory
@@ -138,8 +142,6 @@ def test_owner_without_a_user_id_value_matches_no_token(user, client_info):
 
 
 def test_user_id_claim_compares_int_and_uuid_values_as_the_claim_writes_them():
-    import uuid
-
     value = uuid.uuid4()
     assert services.user_id_claim(value) == str(value)
     assert services.user_id_claim(7) == "7"
@@ -179,14 +181,6 @@ def test_token_user_id_reads_the_field_only_when_it_is_not_the_pk(
 def test_the_local_copy_of_a_state_compares_the_user_id_field_too(
     api_client, by_username, user, client_info, settings, django_assert_num_queries
 ):
-    import socket
-    import time
-    import uuid
-
-    from django.core.cache import caches
-
-    from rotating_tokens import local_state
-
     try:
         socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
     except OSError:

@@ -10,13 +10,16 @@ from typing import Any
 
 import jwt
 import pytest
-from django.contrib.auth import get_user_model
+from django.contrib.auth import SESSION_KEY, get_user_model
+from django.core.management import call_command
 from django.test import Client as HttpClient
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
+from rest_framework_simplejwt.tokens import AccessToken
 from rest_framework_simplejwt.tokens import RefreshToken as SimpleJWTRefreshToken
 
+from rotating_tokens.contrib.allauth.strategy import FAMILY_SESSION_KEY, _session_store
 from rotating_tokens.models import ConvertedToken, RevokeReason, TokenFamily
 from tests.factories import PASSWORD
 from tests.jwt_settings import set_simplejwt_setting
@@ -142,8 +145,6 @@ def test_a_token_pairing_this_user_with_another_users_family_is_refused(user):
     mine = _login(_client(), user)
     assert _me(theirs["access"]).status_code == 200
     # Only a holder of the signing key could make it: this user, the victim's family.
-    from rest_framework_simplejwt.tokens import AccessToken
-
     borrowing = AccessToken(mine["access"])
     borrowing["fam"] = _claims(theirs["access"])["fam"]
     _assert_refused(_me(str(borrowing)))
@@ -285,10 +286,6 @@ def test_allauth_login_session_refresh_and_logout(user):
 
 @pytest.mark.parametrize("named", ["another user", "no user"])
 def test_allauth_session_of_another_users_family_is_refused(user, named):
-    from django.contrib.auth import SESSION_KEY
-
-    from rotating_tokens.contrib.allauth.strategy import FAMILY_SESSION_KEY, _session_store
-
     meta = _allauth_login(HttpClient(), user)
     family_id = _claims(meta["access_token"])["fam"]
     victim = User.objects.create_user("bob@example.com", PASSWORD)
@@ -305,6 +302,4 @@ def test_allauth_session_of_another_users_family_is_refused(user, named):
 
 
 def test_migrations_match_the_models_with_this_user_model():
-    from django.core.management import call_command
-
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
