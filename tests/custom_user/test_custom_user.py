@@ -206,11 +206,7 @@ def test_account_change_ends_the_users_families(user, change):
 # The simplejwt transition ----------------------------------------------------------------
 
 
-def test_a_simplejwt_token_of_this_user_converts_once(settings, user):
-    settings.ROTATING_TOKENS = {
-        **settings.ROTATING_TOKENS,
-        "ACCEPT_SIMPLEJWT_UNTIL": timezone.now() + timedelta(days=30),
-    }
+def test_a_simplejwt_token_of_this_user_converts_once(migrating, user):
     simple = str(SimpleJWTRefreshToken.for_user(user))  # as the project's simplejwt made it
     assert _claims(simple)["user_id"] == str(user.public_id)
     response = _refresh(_client(), simple)
@@ -220,6 +216,31 @@ def test_a_simplejwt_token_of_this_user_converts_once(settings, user):
     assert _me(body["access"]).status_code == 200
     assert _refresh(_client(), body["refresh"]).status_code == 200
     _assert_refused(_refresh(_client(), simple), "token_reused")
+
+
+@pytest.fixture
+def migrating(settings):
+    settings.ROTATING_TOKENS = {
+        **settings.ROTATING_TOKENS,
+        "ACCEPT_SIMPLEJWT_UNTIL": timezone.now() + timedelta(days=30),
+    }
+
+
+@pytest.mark.parametrize("claim", ["5", 5, "not-a-uuid", ["x"]])
+def test_a_simplejwt_refresh_token_whose_user_id_is_not_of_the_field_is_invalid(migrating, claim):
+    # Signed with the project's key before USER_ID_FIELD changed (an int pk), say.
+    simple = SimpleJWTRefreshToken()
+    simple["user_id"] = claim
+    response = _refresh(_client(), str(simple))
+    _assert_refused(response, "token_invalid")
+    assert not TokenFamily.objects.exists()
+
+
+@pytest.mark.parametrize("claim", ["5", "not-a-uuid", ["x"]])
+def test_a_simplejwt_access_token_whose_user_id_is_not_of_the_field_is_refused(migrating, claim):
+    access = AccessToken()  # no family: a simplejwt access token, during the transition
+    access["user_id"] = claim
+    _assert_refused(_me(str(access)), "user_not_found")
 
 
 # The admin -------------------------------------------------------------------------------
