@@ -603,9 +603,10 @@ def set_current_family(family_id: Any) -> None:
 # Checking the family on every authenticated request would cost a query, so its state
 # is cached, under two keys that no two writers ever race for:
 #
-# - the state, "rotating_tokens:family:<id>": [good until (the family's absolute expiry,
-#   as a timestamp), the owner: the user's USER_ID_FIELD as a string, what access tokens
-#   carry in USER_ID_CLAIM]. Written by requests that missed the cache after reading the
+# - the state, "rotating_tokens:family:<id>" ("…:family:<USER_ID_FIELD>:<id>" when that
+#   field is not the pk): [good until (the family's absolute expiry, as a timestamp), the
+#   owner: the user's USER_ID_FIELD as a string, what access tokens carry in
+#   USER_ID_CLAIM]. Written by requests that missed the cache after reading the
 #   database, deleted by revocation.
 # - the tombstone, "rotating_tokens:revoked:<id>": written only by a revocation, once it
 #   has committed, and checked first. It outlives every access token of the family.
@@ -787,7 +788,13 @@ def _state_cache() -> BaseCache | None:
 
 
 def _state_key(family_id: Any) -> str:
-    return f"rotating_tokens:family:{family_id}"
+    # The owner is read as USER_ID_FIELD says: under another field's name, a state
+    # written before that setting changed (or by a process of the previous deploy) is
+    # never read, so it cannot refuse the new tokens of a live family.
+    owner = _owner_lookup()
+    if owner == "user_id":
+        return f"rotating_tokens:family:{family_id}"
+    return f"rotating_tokens:family:{owner.removeprefix('user__')}:{family_id}"
 
 
 def _tombstone_key(family_id: Any) -> str:

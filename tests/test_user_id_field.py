@@ -217,3 +217,32 @@ def test_the_local_copy_of_a_state_compares_the_user_id_field_too(
     finally:
         local_state.reset_local_copies()
         caches["state"].clear()
+
+
+def test_a_state_cached_before_user_id_field_changed_is_not_read(
+    api_client, monkeypatch, user, client_info, settings, tmp_path
+):
+    settings.CACHES = {
+        **settings.CACHES,
+        "state": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "state-cache"),
+        },
+    }
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+    before = services.start_family(user, client_info)
+    assert api_client.get(ME, **_bearer(before.access)).status_code == 200  # cached: by pk
+    assert caches["state"].get(f"rotating_tokens:family:{before.family.pk}") is not None
+    # The project switches to usernames; the family lives on, and its next access token
+    # names the user by username.
+    set_simplejwt_setting(monkeypatch, "USER_ID_FIELD", "username")
+    after = services.rotate(before.refresh, client_info)
+    assert AccessToken(after.access)["user_id"] == user.username
+    assert api_client.get(ME, **_bearer(after.access)).status_code == 200
+    key = f"rotating_tokens:family:username:{before.family.pk}"
+    assert caches["state"].get(key)[1] == user.username
+    # And a revocation forgets the state under the name it has now.
+    services.logout(after.refresh)
+    assert caches["state"].get(key) is None
+    refused = api_client.get(ME, **_bearer(after.access))
+    assert refused.json()["code"] == "token_revoked"
