@@ -27,6 +27,13 @@ environment:
 - ``REFRESH_TOKEN_TRANSPORT`` (default "auto", the app's default): how refresh tokens
   travel, "cookie", "body", "both" or "auto" (see the README, "Browsers: the refresh
   cookie").
+- ``JWT_USER_ID_FIELD`` (default: simplejwt's, the pk ``id``): the user field access
+  tokens carry in their ``user_id`` claim (``SIMPLE_JWT["USER_ID_FIELD"]``), e.g.
+  ``username``, as a project whose tokens must not show the primary key does. It must
+  be unique: Django's ``email`` is not.
+
+``SIMPLE_JWT`` is always a dict here, so a project importing these settings can add to
+it (``SIMPLE_JWT["USER_ID_FIELD"] = ...``) or replace it.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import os
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -193,6 +201,9 @@ ROTATING_TOKENS = {
     "REFRESH_COOKIE_SECURE": not DEBUG,
 }
 
+# simplejwt's settings: filled in below from the environment (signing key, user id).
+SIMPLE_JWT: dict[str, Any] = {}
+
 if os.environ.get("JWT_PRIVATE_KEY_FILE"):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -205,18 +216,21 @@ if os.environ.get("JWT_PRIVATE_KEY_FILE"):
         _default_algorithm = "EdDSA"
     else:
         _default_algorithm = "RS256"
-    SIMPLE_JWT = {
-        "ALGORITHM": os.environ.get("JWT_ALGORITHM", _default_algorithm),
-        "SIGNING_KEY": _private_pem.decode(),
-        "VERIFYING_KEY": _private_key.public_key()
+    SIMPLE_JWT.update(
+        ALGORITHM=os.environ.get("JWT_ALGORITHM", _default_algorithm),
+        SIGNING_KEY=_private_pem.decode(),
+        VERIFYING_KEY=_private_key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode(),
-    }
+    )
     ROTATING_TOKENS["VERIFYING_KEY_FALLBACKS"] = [
         Path(name).read_text()
         for name in os.environ.get("JWT_PREVIOUS_PUBLIC_KEY_FILES", "").split(",")
         if name
     ]
+
+if os.environ.get("JWT_USER_ID_FIELD"):
+    SIMPLE_JWT["USER_ID_FIELD"] = os.environ["JWT_USER_ID_FIELD"]
 
 LOGGING = {
     "version": 1,

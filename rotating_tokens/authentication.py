@@ -3,6 +3,7 @@ from __future__ import annotations
 import hmac
 from typing import TYPE_CHECKING, NoReturn
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -67,6 +68,14 @@ class AccessTokenAuthentication(JWTAuthentication):
         # So that a password change made by this request spares its own family.
         set_current_family(token.get(app_settings.FAMILY_CLAIM))
         return user, token  # type: ignore[return-value]  # the stubs say TokenUser
+
+    def get_user(self, validated_token: Token) -> AuthUser:  # type: ignore[type-var]  # simplejwt's signature
+        """simplejwt's lookup by USER_ID_FIELD, where a claim that is not a value of that
+        field (a token signed before the setting changed) is no such user, not a 500."""
+        try:
+            return super().get_user(validated_token)  # type: ignore[return-value]  # the stubs say TokenUser
+        except (ValidationError, ValueError, TypeError):
+            raise AuthenticationFailed(str(_("User not found")), code="user_not_found") from None
 
     def _check_proof_of_possession(
         self, request: Request, token: Token, raw_token: bytes, dpop_scheme: bool

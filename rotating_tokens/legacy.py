@@ -16,6 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db.models import Field
 from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 
@@ -69,7 +72,25 @@ def verify_refresh(raw: str) -> SimpleJWTRefresh:
         or user_id is None
     ):
         raise TokenInvalid  # an access token, or not one simplejwt made
-    return SimpleJWTRefresh(jti=jti, user_id=user_id)
+    return SimpleJWTRefresh(jti=jti, user_id=_user_id_value(user_id))
+
+
+def _user_id_value(claim: Any) -> Any:
+    """The claim as a value of USER_ID_FIELD. A claim that cannot be one (a token signed
+    before that setting changed: an int pk where the field is now a UUID) is
+    ``token_invalid``, as a token of a user that does not exist is, not a 500."""
+    meta = get_user_model()._meta
+    name = simplejwt_settings.USER_ID_FIELD
+    try:
+        field = meta.pk if name == "pk" else meta.get_field(name)
+    except FieldDoesNotExist:
+        return claim  # not a field: the lookup says what it says
+    if not isinstance(field, Field):
+        return claim  # a reverse relation: not a field of the user's own
+    try:
+        return field.to_python(claim)
+    except (ValidationError, TypeError, ValueError):
+        raise TokenInvalid from None
 
 
 def is_blacklisted(jti: str) -> bool:

@@ -62,7 +62,8 @@ PONG_DEADLINE = 1.0  # how long its answer may take: silent for longer, not used
 RETRY_INTERVAL = 1.0  # after a failure, seconds before subscribing again
 MAX_ENTRIES = 50_000  # then the copy starts again from empty (about 19 MB)
 
-# A family's state as the shared cache holds it: [good until (a timestamp), owner's pk].
+# A family's state as the shared cache holds it: [good until (a timestamp), the owner's
+# USER_ID_FIELD as access tokens carry it (services.user_id_claim)].
 State = list[Any]
 
 

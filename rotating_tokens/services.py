@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -603,9 +603,11 @@ def set_current_family(family_id: Any) -> None:
 # Checking the family on every authenticated request would cost a query, so its state
 # is cached, under two keys that no two writers ever race for:
 #
-# - the state, "rotating_tokens:family:<id>": [good until (the family's absolute expiry,
-#   as a timestamp), the user's pk]. Written by requests that missed the cache after
-#   reading the database, deleted by revocation.
+# - the state, "rotating_tokens:family:<id>" ("…:family:<USER_ID_FIELD>:<id>" when that
+#   field is not the pk): [good until (the family's absolute expiry, as a timestamp), the
+#   owner: the user's USER_ID_FIELD as a string, what access tokens carry in
+#   USER_ID_CLAIM]. Written by requests that missed the cache after reading the
+#   database, deleted by revocation.
 # - the tombstone, "rotating_tokens:revoked:<id>": written only by a revocation, once it
 #   has committed, and checked first. It outlives every access token of the family.
 #
@@ -621,7 +623,11 @@ def family_allows_access(
 ) -> bool:
     """Whether access tokens of this family are still good, and (when ``user_id`` is
     given) the family belongs to that user: a token that pairs one user with another
-    user's family, which only someone holding the signing key could make, is refused."""
+    user's family, which only someone holding the signing key could make, is refused.
+
+    ``user_id`` is what an access token carries in ``USER_ID_CLAIM``: the user's
+    ``SIMPLE_JWT["USER_ID_FIELD"]``, which need not be the primary key (compared as
+    ``user_id_claim`` writes it; ``token_user_id`` finds it from a pk)."""
     try:
         family_id = uuid.UUID(str(family_id))
     except ValueError:
@@ -656,14 +662,14 @@ def _shared_state(cache: BaseCache | None, family_id: uuid.UUID) -> list[Any]:
         return list(state)
     row = (
         TokenFamily.objects.filter(pk=family_id)
-        .values_list("revoked_at", "expires_at", "user_id")
+        .values_list("revoked_at", "expires_at", _owner_lookup())
         .first()
     )
     if row is None:
         return _UNKNOWN
     if row[0] is not None:
         return _REVOKED  # not in the shared cache: the tombstone is the revocation's to write
-    state = [row[1].timestamp(), str(row[2])]
+    state = [row[1].timestamp(), user_id_claim(row[2])]
     timeout = app_settings.FAMILY_STATE_CACHE_TIMEOUT.total_seconds()
     _cache_call(cache, "set", state_key, state, timeout)
     return state
@@ -671,9 +677,46 @@ def _shared_state(cache: BaseCache | None, family_id: uuid.UUID) -> list[Any]:
 
 def _state_allows(state: list[Any], user_id: Any, now: datetime) -> bool:
     good_until, owner = state
-    if user_id is not None and str(user_id) != owner:
+    # An owner without a USER_ID_FIELD value ("") matches no token, not even one
+    # without the claim.
+    if user_id is not None and (not owner or user_id_claim(user_id) != owner):
         return False
     return now.timestamp() < good_until
+
+
+def user_id_claim(value: Any) -> str:
+    """A user's ``USER_ID_FIELD`` value as access tokens carry it in ``USER_ID_CLAIM``
+    (simplejwt's ``Token.for_user`` writes ``str()`` of it), so that the value read from
+    the database (an int, a UUID…) and the claim compare equal. None (a nullable
+    field) is "", which no token matches."""
+    return "" if value is None else str(value)
+
+
+def _owner_lookup() -> str:
+    """What ``values_list`` reads from a family row for its owner's USER_ID_FIELD: the
+    foreign key itself when that field is the primary key (no join, as before), else
+    the user's field, joined in the same query."""
+    field = simplejwt_settings.USER_ID_FIELD
+    pk = get_user_model()._meta.pk
+    if pk is not None and field in ("pk", pk.name, pk.attname):
+        return "user_id"
+    return f"user__{field}"
+
+
+def token_user_id(user_pk: Any) -> str | None:
+    """What the access tokens of the user with this primary key carry in
+    ``USER_ID_CLAIM`` (None: no such user). No query when USER_ID_FIELD is the pk."""
+    if _owner_lookup() == "user_id":
+        return user_id_claim(user_pk)
+    user_model = get_user_model()
+    try:
+        values = user_model._default_manager.filter(pk=user_pk).values_list(
+            simplejwt_settings.USER_ID_FIELD, flat=True
+        )
+        found = list(values.order_by()[:1])
+    except (ValueError, ValidationError):  # not a pk of this model
+        return None
+    return user_id_claim(found[0]) if found else None
 
 
 def _forget_family_state(family_ids: Iterable[Any]) -> None:
@@ -745,7 +788,13 @@ def _state_cache() -> BaseCache | None:
 
 
 def _state_key(family_id: Any) -> str:
-    return f"rotating_tokens:family:{family_id}"
+    # The owner is read as USER_ID_FIELD says: under another field's name, a state
+    # written before that setting changed (or by a process of the previous deploy) is
+    # never read, so it cannot refuse the new tokens of a live family.
+    owner = _owner_lookup()
+    if owner == "user_id":
+        return f"rotating_tokens:family:{family_id}"
+    return f"rotating_tokens:family:{owner.removeprefix('user__')}:{family_id}"
 
 
 def _tombstone_key(family_id: Any) -> str:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite. SQLite by default; DATABASE_URL=postgres://…
 # or mysql://… runs it on that server. Extra arguments go to pytest (and then only the
-# main suite runs); without any, the django-allauth integration suite runs after it,
-# with its own settings (tests/contrib_allauth).
+# main suite runs); without any, two suites with settings of their own run after it:
+# the django-allauth integration (tests/contrib_allauth) and a project with a custom
+# user model whose SIMPLE_JWT USER_ID_FIELD is not the pk (tests/custom_user).
 set -euo pipefail
 bash "$(dirname "$0")/system-deps.sh"
 . "$(dirname "$0")/_venv.sh" test
@@ -13,5 +14,7 @@ if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
 fi
 .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}"
-exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" \
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" \
   --ds=tests.contrib_allauth.settings tests/contrib_allauth
+exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" \
+  --ds=tests.custom_user.settings tests/custom_user

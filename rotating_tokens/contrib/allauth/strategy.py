@@ -118,7 +118,9 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
         family_id = session.get(FAMILY_SESSION_KEY)
         if family_id is None:
             return None
-        if not services.family_allows_access(family_id, user_id=session[SESSION_KEY]):
+        # The session names its user by pk; the family state by USER_ID_FIELD.
+        owner = services.token_user_id(session[SESSION_KEY])
+        if not services.family_allows_access(family_id, user_id=owner or ""):
             # Revoked where this module was not loaded to delete it, or expired.
             session.delete()
             return None
