@@ -452,32 +452,101 @@ def check_dpop(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     return errors
 
 
-SIMPLEJWT_AUTHENTICATION = "rest_framework_simplejwt.authentication.JWTAuthentication"
+@register(Tags.security)
+def check_simplejwt_authentication(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """simplejwt's ``JWTAuthentication``, or any subclass of it but ours
+    (``JWTStatelessUserAuthentication``, a project's own), verifies only the signature
+    and expiry of an access token: it accepts one whose family was revoked (a logout,
+    reuse detection, a password change) until it expires, and a DPoP-bound one as a
+    Bearer token, without a proof. Whatever ``DPOP`` says: the first hole is there
+    with DPoP off too."""
+    from rest_framework.settings import api_settings
+
+    warnings: list[CheckMessage] = []
+    try:
+        defaults = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    except ImportError:
+        defaults = []  # DRF reports a path it cannot import when a request needs it
+    for cls in _foreign_jwt_authentications(defaults):
+        warnings.append(_w040(cls, "is in DEFAULT_AUTHENTICATION_CLASSES"))
+    for view, cls in _views_with_foreign_jwt_authentication():
+        warnings.append(_w040(cls, f"authenticates the view {view}"))
+    return warnings
+
+
+def _w040(cls: type, where: str) -> Warning:
+    return Warning(
+        f"{_dotted(cls)} {where}: like simplejwt's JWTAuthentication it checks only the "
+        "signature and expiry of an access token, so it keeps accepting the access tokens "
+        "of a logged-out or revoked session until they expire, and takes a DPoP-bound "
+        "token as a Bearer token, without a proof.",
+        hint="Use rotating_tokens.authentication.AccessTokenAuthentication (or a subclass).",
+        id="rotating_tokens.W040",
+    )
+
+
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _foreign_jwt_authentications(classes: Any) -> list[type]:
+    """Those of ``classes`` that are simplejwt's JWTAuthentication or a subclass of it,
+    but not ours (AccessTokenAuthentication subclasses it)."""
+    from rest_framework_simplejwt.authentication import JWTAuthentication
+
+    from .authentication import AccessTokenAuthentication
+
+    return [
+        cls
+        for cls in classes
+        if isinstance(cls, type)
+        and issubclass(cls, JWTAuthentication)
+        and not issubclass(cls, AccessTokenAuthentication)
+    ]
+
+
+def _views_with_foreign_jwt_authentication() -> list[tuple[str, type]]:
+    """(view, class) for each DRF view of the URLconf whose own
+    ``authentication_classes`` has one (a view that keeps the default is covered by
+    the DEFAULT_AUTHENTICATION_CLASSES warning). Views found only by walking the
+    URLconf: one the project builds at request time is out of reach."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+    from rest_framework.settings import api_settings
+
+    found: dict[tuple[str, type], None] = {}  # ordered, without duplicates
+    try:
+        defaults: set[Any] = set(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+        stack = list(get_resolver().url_patterns)[::-1]
+        while stack:
+            pattern = stack.pop()
+            if isinstance(pattern, URLResolver):
+                stack.extend(list(pattern.url_patterns)[::-1])
+            elif isinstance(pattern, URLPattern):
+                _collect_view(pattern, defaults, found)
+    except Exception:
+        return []  # a URLconf that does not import: Django's own URL checks say so
+    return list(found)
+
+
+def _collect_view(pattern: Any, defaults: set[Any], found: dict[tuple[str, type], None]) -> None:
+    # DRF's as_view() sets ``cls`` (viewsets too); Django's sets ``view_class``.
+    view = getattr(pattern.callback, "cls", None) or getattr(pattern.callback, "view_class", None)
+    classes = getattr(view, "authentication_classes", None)
+    if view is None or not isinstance(classes, (list, tuple)):
+        return
+    for cls in _foreign_jwt_authentications(classes):
+        if cls not in defaults:
+            found[(_dotted(view), cls)] = None
 
 
 @register(Tags.security)
 def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Settings under which a DPoP-bound token loses its binding somewhere."""
-    from rest_framework.settings import api_settings
-
     from .services import ATOMIC_ADD_CACHES, _state_cache
 
     if app_settings.DPOP == "off":
         return []
     errors: list[CheckMessage] = []
-    classes = [
-        f"{getattr(c, '__module__', '')}.{getattr(c, '__qualname__', '')}"
-        for c in api_settings.DEFAULT_AUTHENTICATION_CLASSES
-    ]
-    if SIMPLEJWT_AUTHENTICATION in classes:
-        errors.append(
-            Warning(
-                f"{SIMPLEJWT_AUTHENTICATION} is in DEFAULT_AUTHENTICATION_CLASSES: it accepts a "
-                "DPoP-bound access token as a Bearer token, without a proof.",
-                hint="Use rotating_tokens.authentication.AccessTokenAuthentication instead.",
-                id="rotating_tokens.W040",
-            )
-        )
     cache = _state_cache()
     shared = cache is not None and (backend_path(cache) in ATOMIC_ADD_CACHES)
     sqlite_atomic = [
