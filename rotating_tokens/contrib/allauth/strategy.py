@@ -11,6 +11,12 @@ verification, MFA, re-authentication); this app issues, rotates and revokes the 
 - ``POST /_allauth/app/v1/tokens/refresh`` rotates through ``services.rotate``: reuse
   detection, the grace period and families work as on this app's own refresh endpoint.
 - Logging out through allauth revokes the family.
+- DPoP (RFC 9449) as on ``POST token/``: the request that makes the user
+  authenticated may carry a ``DPoP`` proof (for its own URL and method), which binds
+  the family to its key (``token_type`` "DPoP"); with ``DPOP = "required"`` one
+  without a proof is refused (400 ``dpop_required``) and starts no family, and a
+  proof that is sent but refused is 400 ``dpop_invalid``, never a bearer login.
+  Refreshes and access tokens of a bound family need proofs by its key, here too.
 
 allauth keeps its state (a login waiting for its MFA code, recent authentications for
 re-authentication) in a Django session, which an app names with ``X-Session-Token``.
@@ -30,11 +36,15 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from allauth.core import context  # type: ignore[import-untyped]
+from allauth.core.exceptions import ImmediateHttpResponse  # type: ignore[import-untyped]
+from allauth.headless.internal.restkit.response import (  # type: ignore[import-untyped]
+    APIResponse,
+)
 from allauth.headless.tokens.strategies.base import (  # type: ignore[import-untyped]
     AbstractTokenStrategy,
 )
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY, user_logged_out
+from django.contrib.auth import SESSION_KEY, logout, user_logged_out
 from django.contrib.sessions.backends.base import CreateError, SessionBase
 from django.core.exceptions import ImproperlyConfigured
 from django.db import router, transaction
@@ -45,9 +55,10 @@ from rest_framework.request import Request
 
 from rotating_tokens import services, signals
 from rotating_tokens.authentication import AccessTokenAuthentication
-from rotating_tokens.clients import client_from_request
+from rotating_tokens.clients import client_from_request, dpop_proof
 from rotating_tokens.conf import app_settings
-from rotating_tokens.exceptions import TokenError
+from rotating_tokens.dpop import Proof
+from rotating_tokens.exceptions import DPoPError, TokenError
 from rotating_tokens.models import RevokeReason, TokenFamily
 
 if TYPE_CHECKING:
@@ -84,6 +95,13 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
             "token_type": pair.token_type,
             "expires_in": max(0, int(expires_in)),
         }
+
+    def get_login_proof(self, request: HttpRequest) -> Proof | None:
+        """The DPoP proof the family is bound with, or None for a bearer family, as
+        ``POST token/`` decides (``services.login_binding``). Raises DPoPError."""
+        if app_settings.DPOP == "off":
+            return None  # the header is not even read
+        return services.login_binding(dpop_proof(request))
 
     # allauth's interface -----------------------------------------------------------
 
@@ -163,7 +181,9 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
                 "RotatingTokenStrategy needs allauth.account.middleware.AccountMiddleware."
             )
         try:
-            pair = services.rotate(refresh_token, self.get_client(request))
+            pair = services.rotate(
+                refresh_token, self.get_client(request), dpop=dpop_proof(request)
+            )
         except TokenError:
             # Returned, not raised: with ATOMIC_REQUESTS an exception would roll back
             # the revocation that reuse detection has just made.
@@ -173,8 +193,20 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
     # -------------------------------------------------------------------------------
 
     def _start_family(self, request: HttpRequest) -> services.TokenPair:
+        try:
+            proof = self.get_login_proof(request)
+        except DPoPError as refused:
+            # allauth has logged the user in already: undo it, so that no session is
+            # left authenticated without a family. Then answer 400 with the code in
+            # allauth's error shape. allauth lets an ImmediateHttpResponse through
+            # its login flow only if it carries one of its APIResponses (any other
+            # it swallows, answering 401 "not authenticated" with no reason), and
+            # AccountMiddleware turns it into the answer.
+            logout(request)
+            errors = [{"message": str(refused.message), "code": refused.code}]
+            raise ImmediateHttpResponse(APIResponse(request, errors=errors, status=400)) from None
         session = request.session
-        pair = services.start_family(request.user, self.get_client(request))  # type: ignore[arg-type]  # authenticated
+        pair = services.start_family(request.user, self.get_client(request), dpop=proof)  # type: ignore[arg-type]  # authenticated
         setattr(request, _ISSUED, pair)
         replaced = session.get(FAMILY_SESSION_KEY)
         session[FAMILY_SESSION_KEY] = str(pair.family.pk)
