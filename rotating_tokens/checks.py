@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 
-from .conf import DEFAULTS, app_settings
+from .conf import DEFAULTS, app_settings, simplejwt_refresh_lifetimes
 from .crypto import HASHERS
 from .local_state import backend_path
 from .middleware import COOKIE_MIDDLEWARE
@@ -591,3 +591,46 @@ def check_local_family_state(app_configs: Any = None, **kwargs: Any) -> list[Che
             )
         )
     return errors
+
+
+# Migrating from simplejwt, and the integrations (E060-E069, W060-W069) -------------
+
+SESSION_LIFETIMES = ("REFRESH_TOKEN_LIFETIME", "FAMILY_LIFETIME")
+
+
+@register(Tags.security)
+def check_migration(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    user_settings = getattr(settings, "ROTATING_TOKENS", None)
+    if user_settings is not None and not isinstance(user_settings, dict):
+        return []  # E001 says it
+    errors: list[CheckMessage] = []
+    errors.extend(_check_simplejwt_refresh_lifetime(user_settings or {}))
+    return errors
+
+
+def _check_simplejwt_refresh_lifetime(user_settings: dict[str, Any]) -> list[CheckMessage]:
+    derived = simplejwt_refresh_lifetimes()
+    if derived is None:
+        return []
+    ours = [user_settings.get(name) for name in SESSION_LIFETIMES]
+    if not all(isinstance(value, timedelta) for value in (*derived, *(v for v in ours if v))):
+        return []  # E004 says it
+    differ = [
+        name
+        for name, own, simplejwt in zip(SESSION_LIFETIMES, ours, derived, strict=True)
+        if own is not None and own != simplejwt
+    ]
+    if not differ:
+        return []
+    theirs = settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"]
+    return [
+        Warning(
+            f"SIMPLE_JWT['REFRESH_TOKEN_LIFETIME'] is {theirs}, but ROTATING_TOKENS sets "
+            f"{' and '.join(differ)} otherwise: a login now lasts "
+            f"{app_settings.FAMILY_LIFETIME} at most and {app_settings.REFRESH_TOKEN_LIFETIME} "
+            f"unused, where simplejwt gave it {derived[1]} and {derived[0]}.",
+            hint="Set the lifetimes in one place: without ROTATING_TOKENS's, simplejwt's is "
+            "used (see the README's 'Migrating from simplejwt').",
+            id="rotating_tokens.W060",
+        )
+    ]

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
 from django.urls import include, path
+from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import (
@@ -14,8 +17,10 @@ from rest_framework_simplejwt.authentication import (
     JWTStatelessUserAuthentication,
 )
 
+from rotating_tokens import services
 from rotating_tokens.authentication import AccessTokenAuthentication
-from rotating_tokens.checks import check_simplejwt_authentication
+from rotating_tokens.checks import check_migration, check_settings, check_simplejwt_authentication
+from tests.factories import UserFactory
 
 STATELESS = "rest_framework_simplejwt.authentication.JWTStatelessUserAuthentication"
 OURS = "rotating_tokens.authentication.AccessTokenAuthentication"
@@ -102,3 +107,72 @@ def test_a_view_with_simplejwt_authentication_is_warned_about():
 @override_settings(ROOT_URLCONF="tests.urls_that_do_not_exist")
 def test_a_urlconf_that_does_not_import_is_left_to_djangos_checks():
     assert check_simplejwt_authentication() == []
+
+
+# SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"] is honoured, W060 when ROTATING_TOKENS differs --
+
+
+DAY = timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("simple_jwt", "idle", "family"),
+    [
+        # One token per login, never rotated: the session ended a day after the login.
+        ({"REFRESH_TOKEN_LIFETIME": DAY}, DAY, DAY),
+        ({"REFRESH_TOKEN_LIFETIME": DAY, "ROTATE_REFRESH_TOKENS": False}, DAY, DAY),
+        # Rotated: a day unused, and no bound; ours is 30 days, or longer to match.
+        ({"REFRESH_TOKEN_LIFETIME": DAY, "ROTATE_REFRESH_TOKENS": True}, DAY, 30 * DAY),
+        ({"REFRESH_TOKEN_LIFETIME": 60 * DAY, "ROTATE_REFRESH_TOKENS": True}, 60 * DAY, 60 * DAY),
+        # simplejwt's lifetime not set: ours.
+        ({"ACCESS_TOKEN_LIFETIME": timedelta(minutes=1)}, 14 * DAY, 30 * DAY),
+    ],
+)
+@pytest.mark.django_db
+def test_simplejwt_refresh_token_lifetime_is_honoured(settings, simple_jwt, idle, family):
+    settings.SIMPLE_JWT = simple_jwt
+    settings.ROTATING_TOKENS = {"TRANSPORT": "body"}
+    now = timezone.now()
+
+    pair = services.start_family(UserFactory(), services.Client(None, ""), now=now)
+
+    assert (pair.family.expires_at - now, pair.refresh_expires_at - now) == (family, idle)
+    assert _rotating_ids(run_checks()) == []
+
+
+@pytest.mark.django_db
+def test_our_lifetimes_win_over_simplejwts(settings):
+    settings.SIMPLE_JWT = {"REFRESH_TOKEN_LIFETIME": DAY}
+    settings.ROTATING_TOKENS = {"REFRESH_TOKEN_LIFETIME": 2 * DAY, "FAMILY_LIFETIME": 3 * DAY}
+    now = timezone.now()
+
+    pair = services.start_family(UserFactory(), services.Client(None, ""), now=now)
+
+    assert (pair.family.expires_at - now, pair.refresh_expires_at - now) == (3 * DAY, 2 * DAY)
+
+
+@pytest.mark.parametrize(
+    ("ours", "warned"),
+    [
+        ({"REFRESH_TOKEN_LIFETIME": 14 * DAY, "FAMILY_LIFETIME": 30 * DAY}, True),
+        ({"FAMILY_LIFETIME": 2 * DAY}, True),
+        ({"REFRESH_TOKEN_LIFETIME": DAY}, False),  # the same as simplejwt's
+        ({"REFRESH_TOKEN_LIFETIME": DAY, "FAMILY_LIFETIME": DAY}, False),
+        ({}, False),
+    ],
+)
+def test_lifetimes_that_differ_from_simplejwts_are_warned_about(settings, ours, warned):
+    settings.SIMPLE_JWT = {"REFRESH_TOKEN_LIFETIME": DAY}
+    settings.ROTATING_TOKENS = ours
+
+    ids = _ids(check_migration())
+
+    assert ids == (["rotating_tokens.W060"] if warned else [])
+
+
+def test_a_simplejwt_lifetime_that_is_not_a_duration_is_e004_only(settings):
+    settings.SIMPLE_JWT = {"REFRESH_TOKEN_LIFETIME": 86400}
+    settings.ROTATING_TOKENS = {"FAMILY_LIFETIME": DAY}
+
+    assert _ids(check_migration()) == []
+    assert "rotating_tokens.E004" in _ids(check_settings())
