@@ -622,7 +622,7 @@ def _check_simplejwt_refresh_lifetime(user_settings: dict[str, Any]) -> list[Che
     ]
     if not differ:
         return []
-    theirs = settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"]
+    theirs = getattr(settings, "SIMPLE_JWT", {})["REFRESH_TOKEN_LIFETIME"]
     return [
         Warning(
             f"SIMPLE_JWT['REFRESH_TOKEN_LIFETIME'] is {theirs}, but ROTATING_TOKENS sets "
