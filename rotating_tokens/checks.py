@@ -177,6 +177,46 @@ def check_family_state_cache(app_configs: Any = None, **kwargs: Any) -> list[Che
 
 
 @register(Tags.security, deploy=True)
+def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A deploy check: a scope without a rate is not throttled
+    (``OptionalScopedRateThrottle``), which is right for runserver and tests, and
+    wrong on a server, where logins could guess passwords as fast as it answers."""
+    from rest_framework.settings import api_settings
+
+    user_settings = getattr(settings, "ROTATING_TOKENS", None)
+    if user_settings is not None and not isinstance(user_settings, dict):
+        return []  # E001 says it
+    rates = api_settings.DEFAULT_THROTTLE_RATES
+    rates = rates if isinstance(rates, dict) else {}
+    scopes = {
+        "LOGIN_THROTTLE_SCOPE": (app_settings.LOGIN_THROTTLE_SCOPE, "token/"),
+        "REFRESH_THROTTLE_SCOPE": (
+            app_settings.REFRESH_THROTTLE_SCOPE,
+            "token/refresh/ and logout/",
+        ),
+    }
+    unthrottled = {name: scope for name, scope in scopes.items() if not rates.get(scope[0])}
+    if not unthrottled:
+        return []
+    which = "; ".join(
+        f"{name} {scope!r} ({endpoints})" for name, (scope, endpoints) in unthrottled.items()
+    )
+    return [
+        Warning(
+            f"No rate in REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'] for {which}: those "
+            "endpoints are not throttled, so a client can try passwords (or refresh "
+            "tokens) as fast as the server answers.",
+            hint="Set a rate for each scope, e.g. {'"
+            + app_settings.LOGIN_THROTTLE_SCOPE
+            + "': '10/minute', '"
+            + app_settings.REFRESH_THROTTLE_SCOPE
+            + "': '60/minute'}.",
+            id="rotating_tokens.W006",
+        )
+    ]
+
+
+@register(Tags.security, deploy=True)
 def check_client_address(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Explain, at deploy time, where the client's address comes from: the login and
     refresh throttles, the grace period and the session records all use it."""

@@ -19,7 +19,12 @@ from rest_framework_simplejwt.authentication import (
 
 from rotating_tokens import services
 from rotating_tokens.authentication import AccessTokenAuthentication
-from rotating_tokens.checks import check_migration, check_settings, check_simplejwt_authentication
+from rotating_tokens.checks import (
+    check_migration,
+    check_settings,
+    check_simplejwt_authentication,
+    check_throttle_rates,
+)
 from tests.factories import UserFactory
 
 STATELESS = "rest_framework_simplejwt.authentication.JWTStatelessUserAuthentication"
@@ -176,3 +181,49 @@ def test_a_simplejwt_lifetime_that_is_not_a_duration_is_e004_only(settings):
 
     assert _ids(check_migration()) == []
     assert "rotating_tokens.E004" in _ids(check_settings())
+
+
+# W006: the app's throttle scopes without a rate (check --deploy) --------------------
+
+RATES = {"rotating_tokens_login": "10/minute", "rotating_tokens_refresh": "60/minute"}
+
+
+@pytest.mark.parametrize(
+    ("rates", "rotating_tokens", "missing"),
+    [
+        ({}, {}, ["LOGIN_THROTTLE_SCOPE", "REFRESH_THROTTLE_SCOPE"]),
+        ({"rotating_tokens_login": "10/minute"}, {}, ["REFRESH_THROTTLE_SCOPE"]),
+        ({**RATES, "rotating_tokens_refresh": None}, {}, ["REFRESH_THROTTLE_SCOPE"]),
+        (RATES, {"LOGIN_THROTTLE_SCOPE": "logins"}, ["LOGIN_THROTTLE_SCOPE"]),
+    ],
+)
+def test_throttle_scopes_without_a_rate_are_warned_about_on_deploy(
+    settings, rates, rotating_tokens, missing
+):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    settings.ROTATING_TOKENS = rotating_tokens
+
+    messages = check_throttle_rates()
+
+    assert _ids(messages) == ["rotating_tokens.W006"]
+    assert [
+        name
+        for name in ("LOGIN_THROTTLE_SCOPE", "REFRESH_THROTTLE_SCOPE")
+        if name in messages[0].msg
+    ] == missing
+    assert "rotating_tokens.W006" in _ids(run_checks(include_deployment_checks=True))
+    assert "rotating_tokens.W006" not in _ids(run_checks())  # runserver and tests: quiet
+
+
+def test_throttle_scopes_with_rates_are_silent(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": RATES}
+    assert check_throttle_rates() == []
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"logins": "1/s"},
+    }
+    settings.ROTATING_TOKENS = {
+        "LOGIN_THROTTLE_SCOPE": "logins",
+        "REFRESH_THROTTLE_SCOPE": "logins",
+    }
+    assert check_throttle_rates() == []
