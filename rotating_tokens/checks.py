@@ -674,3 +674,59 @@ def _check_simplejwt_refresh_lifetime(user_settings: dict[str, Any]) -> list[Che
             id="rotating_tokens.W060",
         )
     ]
+
+
+ALLAUTH_STRATEGY = "rotating_tokens.contrib.allauth.strategy.RotatingTokenStrategy"
+ALLAUTH_MIDDLEWARE = "allauth.account.middleware.AccountMiddleware"
+CLIENT_SIDE_SESSIONS = "django.contrib.sessions.backends.signed_cookies"
+
+
+@register(Tags.security)
+def check_allauth_strategy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """What the allauth strategy needs, found before its first request fails. (That
+    ``rotating_tokens`` is in INSTALLED_APPS no check of ours can tell: without it
+    this module is never imported. The strategy's package refuses then, with
+    ImproperlyConfigured, on allauth's first request.)"""
+    if not _uses_our_allauth_strategy():
+        return []
+    errors: list[CheckMessage] = []
+    if getattr(settings, "SESSION_ENGINE", "") == CLIENT_SIDE_SESSIONS:
+        errors.append(
+            Error(
+                "HEADLESS_TOKEN_STRATEGY is RotatingTokenStrategy but SESSION_ENGINE keeps "
+                "sessions in the client's cookie: a family's allauth session could not be "
+                "ended when the family is revoked, and every allauth request would fail.",
+                hint="Use the db or cached_db session engine.",
+                id="rotating_tokens.E062",
+            )
+        )
+    if ALLAUTH_MIDDLEWARE not in list(getattr(settings, "MIDDLEWARE", None) or []):
+        errors.append(
+            Error(
+                f"HEADLESS_TOKEN_STRATEGY is RotatingTokenStrategy but {ALLAUTH_MIDDLEWARE} "
+                "is not in MIDDLEWARE: allauth's refresh endpoint cannot reach the request, "
+                "and a refused DPoP login could not be answered.",
+                id="rotating_tokens.E063",
+            )
+        )
+    return errors
+
+
+def _uses_our_allauth_strategy() -> bool:
+    path = getattr(settings, "HEADLESS_TOKEN_STRATEGY", None)
+    if not isinstance(path, str) or not path:
+        return False
+    if path == ALLAUTH_STRATEGY:
+        return True
+    if not path.startswith(("rotating_tokens.", "allauth.")):
+        # A project's own strategy may subclass ours: importing it is what allauth
+        # will do anyway (a path that does not import is allauth's to report).
+        from django.utils.module_loading import import_string
+
+        try:
+            strategy = import_string(path)
+            from rotating_tokens.contrib.allauth.strategy import RotatingTokenStrategy
+        except Exception:
+            return False
+        return isinstance(strategy, type) and issubclass(strategy, RotatingTokenStrategy)
+    return False
