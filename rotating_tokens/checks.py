@@ -6,6 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
+from django.utils import timezone
 
 from .conf import DEFAULTS, app_settings, simplejwt_refresh_lifetimes
 from .crypto import HASHERS
@@ -645,7 +646,75 @@ def check_migration(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
         return []  # E001 says it
     errors: list[CheckMessage] = []
     errors.extend(_check_simplejwt_refresh_lifetime(user_settings or {}))
+    errors.extend(_check_simplejwt_legacy_keys(user_settings or {}))
     return errors
+
+
+LEGACY_KEY_FIELDS = ("ALGORITHM", "SIGNING_KEY", "VERIFYING_KEY")
+
+
+def _check_simplejwt_legacy_keys(user_settings: dict[str, Any]) -> list[CheckMessage]:
+    entries = user_settings.get("SIMPLEJWT_LEGACY_KEYS") or []
+    if not isinstance(entries, (list, tuple)):
+        return [
+            Error(
+                "SIMPLEJWT_LEGACY_KEYS must be a list of dicts.",
+                hint='For example [{"ALGORITHM": "HS256", "SIGNING_KEY": <the old key>}].',
+                id="rotating_tokens.E061",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for index, entry in enumerate(entries):
+        problem = _legacy_key_problem(entry)
+        if problem:
+            errors.append(
+                Error(
+                    f"SIMPLEJWT_LEGACY_KEYS[{index}]: {problem}",
+                    hint='{"ALGORITHM": "HS256", "SIGNING_KEY": <the secret>} for an HMAC key, '
+                    '{"ALGORITHM": "RS256", "VERIFYING_KEY": <the PEM public key>} otherwise.',
+                    id="rotating_tokens.E061",
+                )
+            )
+    until = app_settings.ACCEPT_SIMPLEJWT_UNTIL
+    over = until is None or (
+        isinstance(until, datetime) and until.tzinfo is not None and until <= timezone.now()
+    )  # (E009 reports any other value)
+    if entries and over:
+        errors.append(
+            Warning(
+                "SIMPLEJWT_LEGACY_KEYS is set, but simplejwt tokens are no longer "
+                "accepted (ACCEPT_SIMPLEJWT_UNTIL is unset or past): the old keys "
+                "verify nothing.",
+                hint="Remove them from the settings (and the secrets from wherever they are kept).",
+                id="rotating_tokens.W061",
+            )
+        )
+    return errors
+
+
+def _legacy_key_problem(entry: Any) -> str | None:
+    import jwt
+    from rest_framework_simplejwt.backends import ALLOWED_ALGORITHMS
+
+    if not isinstance(entry, dict):
+        return "must be a dict."
+    unknown = sorted(set(map(str, entry)) - set(LEGACY_KEY_FIELDS))
+    if unknown:
+        return f"unknown key(s) {', '.join(unknown)}; known: {', '.join(LEGACY_KEY_FIELDS)}."
+    algorithm = entry.get("ALGORITHM")
+    if algorithm not in ALLOWED_ALGORITHMS:
+        return f"ALGORITHM {algorithm!r} is not one simplejwt signs with."
+    if algorithm.startswith("HS"):
+        key = entry.get("SIGNING_KEY")
+        return None if isinstance(key, (str, bytes)) and key else "an HMAC key needs SIGNING_KEY."
+    key = entry.get("VERIFYING_KEY")
+    try:
+        prepared = jwt.get_algorithm_by_name(algorithm).prepare_key(key)
+    except Exception:
+        prepared = None
+    if not hasattr(prepared, "verify"):  # private keys sign, public keys verify
+        return f"VERIFYING_KEY must be a PEM public key for {algorithm}."
+    return None
 
 
 def _check_simplejwt_refresh_lifetime(user_settings: dict[str, Any]) -> list[CheckMessage]:

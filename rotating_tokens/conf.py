@@ -58,6 +58,10 @@ DEFAULTS: dict[str, Any] = {
     "DPOP_CLOCK_SKEW": timedelta(seconds=5),
     # Migrating from djangorestframework-simplejwt (legacy.py): an aware datetime.
     "ACCEPT_SIMPLEJWT_UNTIL": None,
+    # The keys simplejwt signed refresh tokens with before SIMPLE_JWT's ALGORITHM or key
+    # changed, still accepted for the conversion: [{"ALGORITHM": "HS256", "SIGNING_KEY":
+    # …}, {"ALGORITHM": "RS256", "VERIFYING_KEY": <PEM public key>}, …].
+    "SIMPLEJWT_LEGACY_KEYS": [],
     # The refresh cookie (rotating_tokens.middleware.RefreshTokenCookieMiddleware).
     "TRANSPORT": "auto",
     "REFRESH_COOKIE_NAME": None,
@@ -269,6 +273,13 @@ class Settings:
         """Until then, simplejwt refresh tokens are exchanged for families and simplejwt
         access tokens without a family are accepted (see legacy.py)."""
         return self._get("ACCEPT_SIMPLEJWT_UNTIL")
+
+    @property
+    def SIMPLEJWT_LEGACY_KEYS(self) -> list[dict[str, Any]]:
+        """Earlier simplejwt signing keys, each ``{"ALGORITHM", "SIGNING_KEY"}`` (HMAC)
+        or ``{"ALGORITHM", "VERIFYING_KEY"}`` (a public key): a simplejwt refresh token
+        they signed still converts until ``ACCEPT_SIMPLEJWT_UNTIL``."""
+        return list(self._get("SIMPLEJWT_LEGACY_KEYS") or [])
 
     @property
     def TRANSPORT(self) -> str:

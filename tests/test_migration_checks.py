@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.core.checks import run_checks
 from django.test import override_settings
 from django.urls import include, path
@@ -227,3 +230,74 @@ def test_throttle_scopes_with_rates_are_silent(settings):
         "REFRESH_THROTTLE_SCOPE": "logins",
     }
     assert check_throttle_rates() == []
+
+
+# E061, W061: SIMPLEJWT_LEGACY_KEYS -----------------------------------------------------
+
+ES_PUBLIC = (
+    ec.generate_private_key(ec.SECP256R1())
+    .public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+ES_PRIVATE = (
+    ec.generate_private_key(ec.SECP256R1())
+    .private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    .decode()
+)
+TRANSITION = {"ACCEPT_SIMPLEJWT_UNTIL": datetime(2999, 1, 1, tzinfo=dt_timezone.utc)}
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [],
+        [{"ALGORITHM": "HS256", "SIGNING_KEY": "the old secret"}],
+        [
+            {"ALGORITHM": "ES256", "VERIFYING_KEY": ES_PUBLIC},
+            {"ALGORITHM": "HS512", "SIGNING_KEY": b"k"},
+        ],
+    ],
+)
+def test_well_formed_legacy_keys_are_silent(settings, keys):
+    settings.ROTATING_TOKENS = {**TRANSITION, "SIMPLEJWT_LEGACY_KEYS": keys}
+    assert check_migration() == []
+    assert check_settings() == []  # a known setting (E002)
+
+
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        ({"ALGORITHM": "HS256"}, "list of dicts"),
+        (["HS256"], "must be a dict"),
+        ([{"ALGORITHM": "HS256", "SIGNING_KEY": "k", "KID": "1"}], "unknown key(s) KID"),
+        ([{"ALGORITHM": "none", "SIGNING_KEY": "k"}], "'none'"),
+        ([{"SIGNING_KEY": "k"}], "None"),
+        ([{"ALGORITHM": "HS256", "SIGNING_KEY": ""}], "needs SIGNING_KEY"),
+        ([{"ALGORITHM": "HS256", "VERIFYING_KEY": "k"}], "needs SIGNING_KEY"),
+        ([{"ALGORITHM": "ES256"}], "PEM public key"),
+        ([{"ALGORITHM": "ES256", "VERIFYING_KEY": "not a PEM"}], "PEM public key"),
+        ([{"ALGORITHM": "ES256", "VERIFYING_KEY": ES_PRIVATE}], "PEM public key"),
+        ([{"ALGORITHM": "RS256", "VERIFYING_KEY": ES_PUBLIC}], "PEM public key"),
+    ],
+)
+def test_malformed_legacy_keys_are_an_error(settings, keys, problem):
+    settings.ROTATING_TOKENS = {**TRANSITION, "SIMPLEJWT_LEGACY_KEYS": keys}
+
+    messages = check_migration()
+
+    assert _ids(messages) == ["rotating_tokens.E061"]
+    assert problem in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    "until", [None, datetime(2000, 1, 1, tzinfo=dt_timezone.utc)], ids=["unset", "past"]
+)
+def test_legacy_keys_after_the_transition_are_warned_about(settings, until):
+    settings.ROTATING_TOKENS = {
+        "ACCEPT_SIMPLEJWT_UNTIL": until,
+        "SIMPLEJWT_LEGACY_KEYS": [{"ALGORITHM": "HS256", "SIGNING_KEY": "the old secret"}],
+    }
+    assert _ids(check_migration()) == ["rotating_tokens.W061"]
