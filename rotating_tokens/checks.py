@@ -647,7 +647,34 @@ def check_migration(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
     errors: list[CheckMessage] = []
     errors.extend(_check_simplejwt_refresh_lifetime(user_settings or {}))
     errors.extend(_check_simplejwt_legacy_keys(user_settings or {}))
+    errors.extend(_check_transition_transport())
     return errors
+
+
+def _transition_is_over() -> bool:
+    """ACCEPT_SIMPLEJWT_UNTIL was set and has passed (E009 reports a bad value)."""
+    until = app_settings.ACCEPT_SIMPLEJWT_UNTIL
+    return isinstance(until, datetime) and until.tzinfo is not None and until <= timezone.now()
+
+
+def _check_transition_transport() -> list[CheckMessage]:
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if (
+        app_settings.TRANSPORT != "both"
+        or COOKIE_MIDDLEWARE not in middleware
+        or not _transition_is_over()
+    ):
+        return []
+    return [
+        Warning(
+            'TRANSPORT is still "both" after ACCEPT_SIMPLEJWT_UNTIL: browsers get their '
+            "refresh token in the response body too, where page JavaScript (and an XSS) "
+            "can read it.",
+            hint='Once the browser app refreshes by cookie, remove TRANSPORT ("auto"); see '
+            "the README's 'Migrating from simplejwt'.",
+            id="rotating_tokens.W062",
+        )
+    ]
 
 
 LEGACY_KEY_FIELDS = ("ALGORITHM", "SIGNING_KEY", "VERIFYING_KEY")
@@ -675,11 +702,7 @@ def _check_simplejwt_legacy_keys(user_settings: dict[str, Any]) -> list[CheckMes
                     id="rotating_tokens.E061",
                 )
             )
-    until = app_settings.ACCEPT_SIMPLEJWT_UNTIL
-    over = until is None or (
-        isinstance(until, datetime) and until.tzinfo is not None and until <= timezone.now()
-    )  # (E009 reports any other value)
-    if entries and over:
+    if entries and (app_settings.ACCEPT_SIMPLEJWT_UNTIL is None or _transition_is_over()):
         errors.append(
             Warning(
                 "SIMPLEJWT_LEGACY_KEYS is set, but simplejwt tokens are no longer "

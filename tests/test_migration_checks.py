@@ -301,3 +301,30 @@ def test_legacy_keys_after_the_transition_are_warned_about(settings, until):
         "SIMPLEJWT_LEGACY_KEYS": [{"ALGORITHM": "HS256", "SIGNING_KEY": "the old secret"}],
     }
     assert _ids(check_migration()) == ["rotating_tokens.W061"]
+
+
+# W062: TRANSPORT "both" kept past the transition ----------------------------------------
+
+PAST = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("transport", "until", "middleware", "warned"),
+    [
+        ("both", PAST, True, True),
+        ("both", datetime(2999, 1, 1, tzinfo=dt_timezone.utc), True, False),  # transition on
+        ("both", None, True, False),  # "both" chosen for its own sake, no migration
+        ("both", PAST, False, False),  # no cookie at all (W010 says it)
+        ("auto", PAST, True, False),
+    ],
+)
+def test_transport_both_after_the_transition_is_warned_about(
+    settings, transport, until, middleware, warned
+):
+    settings.ROTATING_TOKENS = {"TRANSPORT": transport, "ACCEPT_SIMPLEJWT_UNTIL": until}
+    cookie = "rotating_tokens.middleware.RefreshTokenCookieMiddleware"
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != cookie] + (
+        [cookie] if middleware else []
+    )
+
+    assert _ids(check_migration()) == (["rotating_tokens.W062"] if warned else [])
