@@ -150,11 +150,12 @@ def deliver_refresh_token(
     set_refresh_cookie(response, data["refresh"], expires_at, request=request)
     if not body_carries_token(request):
         del data["refresh"]
-    if login or settings.CSRF_COOKIE_NAME not in request.COOKIES:
+    if login or (is_browser(request) and settings.CSRF_COOKIE_NAME not in request.COOKIES):
         # The page echoes csrftoken in X-CSRFToken to refresh by cookie. A login sets
-        # it; so does the first cookie this browser gets otherwise (a simplejwt token
-        # converted by token/refresh/: that page never logged in here), or the next
-        # refresh by cookie would be refused for want of it.
+        # it; so does the first cookie a browser gets otherwise (a simplejwt token
+        # converted by token/refresh/: that page never logged in here), or its next
+        # refresh by cookie would be refused for want of it. Other clients refresh by
+        # body and need none on every refresh.
         get_token(request)
     return data
 

@@ -83,3 +83,14 @@ def test_both_keeps_the_body_for_a_browser_app_during_the_transition(settings, p
     assert second.json()["refresh"] != raw
     # The cookie is there too, for when the app moves to it.
     assert second.cookies[COOKIE].value == second.json()["refresh"]
+
+
+def test_a_conversion_by_a_non_browser_client_sets_no_csrftoken(settings, user):
+    _migrating(settings, "auto")
+    simple = str(SimpleJWTRefreshToken.for_user(user))
+
+    response = APIClient().post(REFRESH, {"refresh": simple}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["refresh"].startswith("rtok_")
+    assert "csrftoken" not in response.cookies
