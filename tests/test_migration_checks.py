@@ -9,7 +9,7 @@ from datetime import timezone as dt_timezone
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from django.core.checks import run_checks
+from django.core.checks import Tags, run_checks
 from django.test import override_settings
 from django.urls import include, path
 from django.utils import timezone
@@ -112,6 +112,20 @@ def test_a_view_with_simplejwt_authentication_is_warned_about():
     assert STATELESS in messages[0].msg
 
 
+@override_settings(ROOT_URLCONF=__name__)
+def test_a_view_with_the_default_class_is_not_warned_about_twice(settings):
+    # As in a project whose views inherit DEFAULT_AUTHENTICATION_CLASSES.
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_AUTHENTICATION_CLASSES": [STATELESS],
+    }
+
+    messages = check_simplejwt_authentication()
+
+    assert _ids(messages) == ["rotating_tokens.W040"]
+    assert "DEFAULT_AUTHENTICATION_CLASSES" in messages[0].msg
+
+
 @override_settings(ROOT_URLCONF="tests.urls_that_do_not_exist")
 def test_a_urlconf_that_does_not_import_is_left_to_djangos_checks():
     assert check_simplejwt_authentication() == []
@@ -176,6 +190,7 @@ def test_lifetimes_that_differ_from_simplejwts_are_warned_about(settings, ours, 
     ids = _ids(check_migration())
 
     assert ids == (["rotating_tokens.W060"] if warned else [])
+    assert ("rotating_tokens.W060" in _ids(run_checks(tags=[Tags.security]))) is warned
 
 
 def test_a_simplejwt_lifetime_that_is_not_a_duration_is_e004_only(settings):
