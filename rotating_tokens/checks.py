@@ -48,7 +48,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         or getattr(app_settings, name) <= timedelta(0)
     ]
     for name in bad_lifetimes:
-        errors.append(Error(f"{name} must be a positive timedelta.", id="rotating_tokens.E004"))
+        source = name
+        if user_settings.get(name) is None and name != "ACCESS_TOKEN_LIFETIME":
+            # Derived from simplejwt's (conf.simplejwt_refresh_lifetimes): say where.
+            source = f"{name} (from SIMPLE_JWT['REFRESH_TOKEN_LIFETIME'])"
+        elif user_settings.get(name) is None:
+            source = f"{name} (from SIMPLE_JWT['ACCESS_TOKEN_LIFETIME'])"
+        errors.append(Error(f"{source} must be a positive timedelta.", id="rotating_tokens.E004"))
     grace = app_settings.REUSE_GRACE_PERIOD  # a number of seconds comes as a timedelta
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         errors.append(
