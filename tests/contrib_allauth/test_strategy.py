@@ -641,3 +641,31 @@ def test_the_mfa_step_that_ends_the_login_carries_the_proof(app, totp_user, sett
 
     assert response.status_code == 200, response.json()
     assert TokenFamily.objects.get(user=totp_user).dpop_jkt == key.jkt
+
+
+def test_the_session_token_of_a_bound_family_alone_reaches_no_session(app, user):
+    key = DPoPKey()
+    meta = _login_with(app, user, **_proof(key, "POST", "/auth/login")).json()["meta"]
+    session_token = {"X-Session-Token": meta["session_token"]}
+
+    # A bearer secret, next to the bound tokens in the login's answer: alone, anonymous.
+    alone = _app().get(f"{APP}/auth/session", headers=session_token)
+    assert alone.status_code == 401
+    assert alone.json()["meta"]["is_authenticated"] is False
+    # With the family's access token and a proof, the login's own session.
+    access = meta["access_token"]
+    proven = {
+        **session_token,
+        "Authorization": f"DPoP {access}",
+        **_proof(key, "GET", "/auth/session", access=access),
+    }
+    response = _app().get(f"{APP}/auth/session", headers=proven)
+    assert response.status_code == 200
+    assert response.json()["data"]["user"]["username"] == user.username
+    # An app that sends its session token on every request still refreshes.
+    raw = {"refresh_token": meta["refresh_token"]}
+    refreshed = _post(
+        app, "/tokens/refresh", raw, **session_token, **_proof(key, "POST", "/tokens/refresh")
+    )
+    assert refreshed.status_code == 200, refreshed.json()
+    assert SessionStore().exists(meta["session_token"])  # nothing was deleted

@@ -16,7 +16,8 @@ verification, MFA, re-authentication); this app issues, rotates and revokes the 
   the family to its key (``token_type`` "DPoP"); with ``DPOP = "required"`` one
   without a proof is refused (400 ``dpop_required``) and starts no family, and a
   proof that is sent but refused is 400 ``dpop_invalid``, never a bearer login.
-  Refreshes and access tokens of a bound family need proofs by its key, here too.
+  Refreshes and access tokens of a bound family need proofs by its key, here too, and
+  its session token alone reaches no authenticated session (``lookup_session``).
 
 allauth keeps its state (a login waiting for its MFA code, recent authentications for
 re-authentication) in a Django session, which an app names with ``X-Session-Token``.
@@ -69,6 +70,9 @@ FAMILY_SESSION_KEY = "rotating_tokens_family"
 
 _KEY_SALT = "rotating_tokens.contrib.allauth.session_key"
 _ISSUED = "_rotating_tokens_issued"  # the TokenPair a request started, on the request
+_ACCESS_FAMILY = "_rotating_tokens_access_family"  # what its access token proved, on it
+#: Set in the session of a DPoP-bound family.
+DPOP_SESSION_KEY = "rotating_tokens_dpop"
 
 
 class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # allauth is untyped
@@ -114,14 +118,8 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
         session_token = super().get_session_token(request)
         if session_token:
             return session_token
-        try:
-            authenticated = AccessTokenAuthentication().authenticate(Request(request))
-        except AuthenticationFailed:
-            return None
-        if authenticated is None:
-            return None
-        family_id = authenticated[1].get(app_settings.FAMILY_CLAIM)
-        if family_id is None:  # possible only with CHECK_FAMILY_ON_ACCESS off
+        family_id = _access_token_family(request)
+        if family_id is None:
             return None
         return _existing_session_key(family_id)
 
@@ -140,6 +138,12 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
             # Revoked where this module was not loaded to delete it, or expired.
             session.delete()
             return None
+        if session.get(DPOP_SESSION_KEY) and not _proven_by_access_token(family_id):
+            # A bound family's session token is a bearer secret (it is in the login's
+            # answer, next to the bound tokens): alone it reaches no authenticated
+            # session, only with the family's access token and a proof by its key. An
+            # empty session rather than "gone" (410): a refresh still works with it.
+            return _session_store()
         # So that a password change made through this request spares its own family,
         # as it does on requests that AccessTokenAuthentication authenticated.
         services.set_current_family(family_id)
@@ -210,11 +214,37 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
         setattr(request, _ISSUED, pair)
         replaced = session.get(FAMILY_SESSION_KEY)
         session[FAMILY_SESSION_KEY] = str(pair.family.pk)
+        if proof is not None:
+            session[DPOP_SESSION_KEY] = True
+        else:
+            session.pop(DPOP_SESSION_KEY, None)
         session.set_expiry(pair.family.expires_at)
         _move_session(session, _session_key(pair.family.pk))
         if replaced is not None:  # a session is one login: the old one is over
             _revoke(replaced, RevokeReason.LOGOUT)
         return pair
+
+
+def _access_token_family(request: HttpRequest) -> str | None:
+    """The family of the request's access token, checked by ``AccessTokenAuthentication``
+    (a bound one with its proof), or None. Once per request: a DPoP proof is accepted
+    once, so a second verification would be a replay."""
+    known = getattr(request, _ACCESS_FAMILY, None)
+    if known is None:
+        try:
+            authenticated = AccessTokenAuthentication().authenticate(Request(request))
+        except AuthenticationFailed:
+            authenticated = None
+        # None possible only with CHECK_FAMILY_ON_ACCESS off.
+        family_id = authenticated[1].get(app_settings.FAMILY_CLAIM) if authenticated else None
+        known = "" if family_id is None else str(family_id)
+        setattr(request, _ACCESS_FAMILY, known)
+    return known or None
+
+
+def _proven_by_access_token(family_id: Any) -> bool:
+    request = context.request
+    return request is not None and _access_token_family(request) == str(family_id)
 
 
 def _is_authenticated(request: HttpRequest) -> bool:
