@@ -6,8 +6,9 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
+from django.utils import timezone
 
-from .conf import DEFAULTS, app_settings
+from .conf import DEFAULTS, app_settings, simplejwt_refresh_lifetimes
 from .crypto import HASHERS
 from .local_state import backend_path
 from .middleware import COOKIE_MIDDLEWARE
@@ -47,7 +48,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         or getattr(app_settings, name) <= timedelta(0)
     ]
     for name in bad_lifetimes:
-        errors.append(Error(f"{name} must be a positive timedelta.", id="rotating_tokens.E004"))
+        source = name
+        if user_settings.get(name) is None and name != "ACCESS_TOKEN_LIFETIME":
+            # Derived from simplejwt's (conf.simplejwt_refresh_lifetimes): say where.
+            source = f"{name} (from SIMPLE_JWT['REFRESH_TOKEN_LIFETIME'])"
+        elif user_settings.get(name) is None:
+            source = f"{name} (from SIMPLE_JWT['ACCESS_TOKEN_LIFETIME'])"
+        errors.append(Error(f"{source} must be a positive timedelta.", id="rotating_tokens.E004"))
     grace = app_settings.REUSE_GRACE_PERIOD  # a number of seconds comes as a timedelta
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         errors.append(
@@ -174,6 +181,46 @@ def check_family_state_cache(app_configs: Any = None, **kwargs: Any) -> list[Che
             )
         ]
     return []
+
+
+@register(Tags.security, deploy=True)
+def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A deploy check: a scope without a rate is not throttled
+    (``OptionalScopedRateThrottle``), which is right for runserver and tests, and
+    wrong on a server, where logins could guess passwords as fast as it answers."""
+    from rest_framework.settings import api_settings
+
+    user_settings = getattr(settings, "ROTATING_TOKENS", None)
+    if user_settings is not None and not isinstance(user_settings, dict):
+        return []  # E001 says it
+    rates = api_settings.DEFAULT_THROTTLE_RATES
+    rates = rates if isinstance(rates, dict) else {}
+    scopes = {
+        "LOGIN_THROTTLE_SCOPE": (app_settings.LOGIN_THROTTLE_SCOPE, "token/"),
+        "REFRESH_THROTTLE_SCOPE": (
+            app_settings.REFRESH_THROTTLE_SCOPE,
+            "token/refresh/ and logout/",
+        ),
+    }
+    unthrottled = {name: scope for name, scope in scopes.items() if not rates.get(scope[0])}
+    if not unthrottled:
+        return []
+    which = "; ".join(
+        f"{name} {scope!r} ({endpoints})" for name, (scope, endpoints) in unthrottled.items()
+    )
+    return [
+        Warning(
+            f"No rate in REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'] for {which}: those "
+            "endpoints are not throttled, so a client can try passwords (or refresh "
+            "tokens) as fast as the server answers.",
+            hint="Set a rate for each scope, e.g. {'"
+            + app_settings.LOGIN_THROTTLE_SCOPE
+            + "': '10/minute', '"
+            + app_settings.REFRESH_THROTTLE_SCOPE
+            + "': '60/minute'}.",
+            id="rotating_tokens.W006",
+        )
+    ]
 
 
 @register(Tags.security, deploy=True)
@@ -452,32 +499,101 @@ def check_dpop(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     return errors
 
 
-SIMPLEJWT_AUTHENTICATION = "rest_framework_simplejwt.authentication.JWTAuthentication"
+@register(Tags.security)
+def check_simplejwt_authentication(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """simplejwt's ``JWTAuthentication``, or any subclass of it but ours
+    (``JWTStatelessUserAuthentication``, a project's own), verifies only the signature
+    and expiry of an access token: it accepts one whose family was revoked (a logout,
+    reuse detection, a password change) until it expires, and a DPoP-bound one as a
+    Bearer token, without a proof. Whatever ``DPOP`` says: the first hole is there
+    with DPoP off too."""
+    from rest_framework.settings import api_settings
+
+    warnings: list[CheckMessage] = []
+    try:
+        defaults = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    except ImportError:
+        defaults = []  # DRF reports a path it cannot import when a request needs it
+    for cls in _foreign_jwt_authentications(defaults):
+        warnings.append(_w040(cls, "is in DEFAULT_AUTHENTICATION_CLASSES"))
+    for view, cls in _views_with_foreign_jwt_authentication():
+        warnings.append(_w040(cls, f"authenticates the view {view}"))
+    return warnings
+
+
+def _w040(cls: type, where: str) -> Warning:
+    return Warning(
+        f"{_dotted(cls)} {where}: like simplejwt's JWTAuthentication it checks only the "
+        "signature and expiry of an access token, so it keeps accepting the access tokens "
+        "of a logged-out or revoked session until they expire, and takes a DPoP-bound "
+        "token as a Bearer token, without a proof.",
+        hint="Use rotating_tokens.authentication.AccessTokenAuthentication (or a subclass).",
+        id="rotating_tokens.W040",
+    )
+
+
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _foreign_jwt_authentications(classes: Any) -> list[type]:
+    """Those of ``classes`` that are simplejwt's JWTAuthentication or a subclass of it,
+    but not ours (AccessTokenAuthentication subclasses it)."""
+    from rest_framework_simplejwt.authentication import JWTAuthentication
+
+    from .authentication import AccessTokenAuthentication
+
+    return [
+        cls
+        for cls in classes
+        if isinstance(cls, type)
+        and issubclass(cls, JWTAuthentication)
+        and not issubclass(cls, AccessTokenAuthentication)
+    ]
+
+
+def _views_with_foreign_jwt_authentication() -> list[tuple[str, type]]:
+    """(view, class) for each DRF view of the URLconf whose own
+    ``authentication_classes`` has one (a view that keeps the default is covered by
+    the DEFAULT_AUTHENTICATION_CLASSES warning). Views found only by walking the
+    URLconf: one the project builds at request time is out of reach."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+    from rest_framework.settings import api_settings
+
+    found: dict[tuple[str, type], None] = {}  # ordered, without duplicates
+    try:
+        defaults: set[Any] = set(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+        stack = list(get_resolver().url_patterns)[::-1]
+        while stack:
+            pattern = stack.pop()
+            if isinstance(pattern, URLResolver):
+                stack.extend(list(pattern.url_patterns)[::-1])
+            elif isinstance(pattern, URLPattern):
+                _collect_view(pattern, defaults, found)
+    except Exception:
+        return []  # a URLconf that does not import: Django's own URL checks say so
+    return list(found)
+
+
+def _collect_view(pattern: Any, defaults: set[Any], found: dict[tuple[str, type], None]) -> None:
+    # DRF's as_view() sets ``cls`` (viewsets too); Django's sets ``view_class``.
+    view = getattr(pattern.callback, "cls", None) or getattr(pattern.callback, "view_class", None)
+    classes = getattr(view, "authentication_classes", None)
+    if view is None or not isinstance(classes, (list, tuple)):
+        return
+    for cls in _foreign_jwt_authentications(classes):
+        if cls not in defaults:
+            found[(_dotted(view), cls)] = None
 
 
 @register(Tags.security)
 def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Settings under which a DPoP-bound token loses its binding somewhere."""
-    from rest_framework.settings import api_settings
-
     from .services import ATOMIC_ADD_CACHES, _state_cache
 
     if app_settings.DPOP == "off":
         return []
     errors: list[CheckMessage] = []
-    classes = [
-        f"{getattr(c, '__module__', '')}.{getattr(c, '__qualname__', '')}"
-        for c in api_settings.DEFAULT_AUTHENTICATION_CLASSES
-    ]
-    if SIMPLEJWT_AUTHENTICATION in classes:
-        errors.append(
-            Warning(
-                f"{SIMPLEJWT_AUTHENTICATION} is in DEFAULT_AUTHENTICATION_CLASSES: it accepts a "
-                "DPoP-bound access token as a Bearer token, without a proof.",
-                hint="Use rotating_tokens.authentication.AccessTokenAuthentication instead.",
-                id="rotating_tokens.W040",
-            )
-        )
     cache = _state_cache()
     shared = cache is not None and (backend_path(cache) in ATOMIC_ADD_CACHES)
     sqlite_atomic = [
@@ -522,3 +638,193 @@ def check_local_family_state(app_configs: Any = None, **kwargs: Any) -> list[Che
             )
         )
     return errors
+
+
+# Migrating from simplejwt, and the integrations (E060-E069, W060-W069) -------------
+
+SESSION_LIFETIMES = ("REFRESH_TOKEN_LIFETIME", "FAMILY_LIFETIME")
+
+
+@register(Tags.security)
+def check_migration(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    user_settings = getattr(settings, "ROTATING_TOKENS", None)
+    if user_settings is not None and not isinstance(user_settings, dict):
+        return []  # E001 says it
+    errors: list[CheckMessage] = []
+    errors.extend(_check_simplejwt_refresh_lifetime(user_settings or {}))
+    errors.extend(_check_simplejwt_legacy_keys(user_settings or {}))
+    errors.extend(_check_transition_transport())
+    return errors
+
+
+def _transition_is_over() -> bool:
+    """ACCEPT_SIMPLEJWT_UNTIL was set and has passed (E009 reports a bad value)."""
+    until = app_settings.ACCEPT_SIMPLEJWT_UNTIL
+    return isinstance(until, datetime) and until.tzinfo is not None and until <= timezone.now()
+
+
+def _check_transition_transport() -> list[CheckMessage]:
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if (
+        app_settings.TRANSPORT != "both"
+        or COOKIE_MIDDLEWARE not in middleware
+        or not _transition_is_over()
+    ):
+        return []
+    return [
+        Warning(
+            'TRANSPORT is still "both" after ACCEPT_SIMPLEJWT_UNTIL: browsers get their '
+            "refresh token in the response body too, where page JavaScript (and an XSS) "
+            "can read it.",
+            hint='Once the browser app refreshes by cookie, remove TRANSPORT ("auto"); see '
+            "the README's 'Migrating from simplejwt'.",
+            id="rotating_tokens.W062",
+        )
+    ]
+
+
+LEGACY_KEY_FIELDS = ("ALGORITHM", "SIGNING_KEY", "VERIFYING_KEY")
+
+
+def _check_simplejwt_legacy_keys(user_settings: dict[str, Any]) -> list[CheckMessage]:
+    entries = user_settings.get("SIMPLEJWT_LEGACY_KEYS") or []
+    if not isinstance(entries, (list, tuple)):
+        return [
+            Error(
+                "SIMPLEJWT_LEGACY_KEYS must be a list of dicts.",
+                hint='For example [{"ALGORITHM": "HS256", "SIGNING_KEY": <the old key>}].',
+                id="rotating_tokens.E061",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for index, entry in enumerate(entries):
+        problem = _legacy_key_problem(entry)
+        if problem:
+            errors.append(
+                Error(
+                    f"SIMPLEJWT_LEGACY_KEYS[{index}]: {problem}",
+                    hint='{"ALGORITHM": "HS256", "SIGNING_KEY": <the secret>} for an HMAC key, '
+                    '{"ALGORITHM": "RS256", "VERIFYING_KEY": <the PEM public key>} otherwise.',
+                    id="rotating_tokens.E061",
+                )
+            )
+    if entries and (app_settings.ACCEPT_SIMPLEJWT_UNTIL is None or _transition_is_over()):
+        errors.append(
+            Warning(
+                "SIMPLEJWT_LEGACY_KEYS is set, but simplejwt tokens are no longer "
+                "accepted (ACCEPT_SIMPLEJWT_UNTIL is unset or past): the old keys "
+                "verify nothing.",
+                hint="Remove them from the settings (and the secrets from wherever they are kept).",
+                id="rotating_tokens.W061",
+            )
+        )
+    return errors
+
+
+def _legacy_key_problem(entry: Any) -> str | None:
+    import jwt
+    from rest_framework_simplejwt.backends import ALLOWED_ALGORITHMS
+
+    if not isinstance(entry, dict):
+        return "must be a dict."
+    unknown = sorted(set(map(str, entry)) - set(LEGACY_KEY_FIELDS))
+    if unknown:
+        return f"unknown key(s) {', '.join(unknown)}; known: {', '.join(LEGACY_KEY_FIELDS)}."
+    algorithm = entry.get("ALGORITHM")
+    if algorithm not in ALLOWED_ALGORITHMS:
+        return f"ALGORITHM {algorithm!r} is not one simplejwt signs with."
+    if algorithm.startswith("HS"):
+        key = entry.get("SIGNING_KEY")
+        return None if isinstance(key, (str, bytes)) and key else "an HMAC key needs SIGNING_KEY."
+    key = entry.get("VERIFYING_KEY")
+    try:
+        prepared = jwt.get_algorithm_by_name(algorithm).prepare_key(key)
+    except Exception:
+        prepared = None
+    if not hasattr(prepared, "verify"):  # private keys sign, public keys verify
+        return f"VERIFYING_KEY must be a PEM public key for {algorithm}."
+    return None
+
+
+def _check_simplejwt_refresh_lifetime(user_settings: dict[str, Any]) -> list[CheckMessage]:
+    derived = simplejwt_refresh_lifetimes()
+    if derived is None:
+        return []
+    ours = [user_settings.get(name) for name in SESSION_LIFETIMES]
+    if not all(isinstance(value, timedelta) for value in (*derived, *(v for v in ours if v))):
+        return []  # E004 says it
+    differ = [
+        name
+        for name, own, simplejwt in zip(SESSION_LIFETIMES, ours, derived, strict=True)
+        if own is not None and own != simplejwt
+    ]
+    if not differ:
+        return []
+    theirs = getattr(settings, "SIMPLE_JWT", {})["REFRESH_TOKEN_LIFETIME"]
+    return [
+        Warning(
+            f"SIMPLE_JWT['REFRESH_TOKEN_LIFETIME'] is {theirs}, but ROTATING_TOKENS sets "
+            f"{' and '.join(differ)} otherwise: a login now lasts "
+            f"{app_settings.FAMILY_LIFETIME} at most and {app_settings.REFRESH_TOKEN_LIFETIME} "
+            f"unused, where simplejwt gave it {derived[1]} and {derived[0]}.",
+            hint="Set the lifetimes in one place: without ROTATING_TOKENS's, simplejwt's is "
+            "used (see the README's 'Migrating from simplejwt').",
+            id="rotating_tokens.W060",
+        )
+    ]
+
+
+ALLAUTH_STRATEGY = "rotating_tokens.contrib.allauth.strategy.RotatingTokenStrategy"
+ALLAUTH_MIDDLEWARE = "allauth.account.middleware.AccountMiddleware"
+CLIENT_SIDE_SESSIONS = "django.contrib.sessions.backends.signed_cookies"
+
+
+@register(Tags.security)
+def check_allauth_strategy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """What the allauth strategy needs, found before its first request fails. (That
+    ``rotating_tokens`` is in INSTALLED_APPS no check of ours can tell: without it
+    this module is never imported. The strategy's package refuses then, with
+    ImproperlyConfigured, on allauth's first request.)"""
+    if not _uses_our_allauth_strategy():
+        return []
+    errors: list[CheckMessage] = []
+    if getattr(settings, "SESSION_ENGINE", "") == CLIENT_SIDE_SESSIONS:
+        errors.append(
+            Error(
+                "HEADLESS_TOKEN_STRATEGY is RotatingTokenStrategy but SESSION_ENGINE keeps "
+                "sessions in the client's cookie: a family's allauth session could not be "
+                "ended when the family is revoked, and every allauth request would fail.",
+                hint="Use the db or cached_db session engine.",
+                id="rotating_tokens.E062",
+            )
+        )
+    if ALLAUTH_MIDDLEWARE not in list(getattr(settings, "MIDDLEWARE", None) or []):
+        errors.append(
+            Error(
+                f"HEADLESS_TOKEN_STRATEGY is RotatingTokenStrategy but {ALLAUTH_MIDDLEWARE} "
+                "is not in MIDDLEWARE: allauth's refresh endpoint cannot reach the request, "
+                "and a refused DPoP login could not be answered.",
+                id="rotating_tokens.E063",
+            )
+        )
+    return errors
+
+
+def _uses_our_allauth_strategy() -> bool:
+    path = getattr(settings, "HEADLESS_TOKEN_STRATEGY", None)
+    if not isinstance(path, str) or not path:
+        return False
+    if path == ALLAUTH_STRATEGY:
+        return True
+    if not path.startswith(("rotating_tokens.", "allauth.")):
+        # A project's own strategy may subclass ours: importing it is what allauth
+        # will do anyway (a path that does not import is allauth's to report).
+        from django.utils.module_loading import import_string
+
+        try:
+            strategy = import_string(path)
+            from rotating_tokens.contrib.allauth.strategy import RotatingTokenStrategy
+        except Exception:
+            return False
+        return isinstance(strategy, type) and issubclass(strategy, RotatingTokenStrategy)
+    return False

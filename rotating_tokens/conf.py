@@ -14,12 +14,16 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 DEFAULT_ACCESS_TOKEN_LIFETIME = timedelta(minutes=5)
+DEFAULT_REFRESH_TOKEN_LIFETIME = timedelta(days=14)
+DEFAULT_FAMILY_LIFETIME = timedelta(days=30)
 
 DEFAULTS: dict[str, Any] = {
     # None: SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"] if the project sets it, else 5 minutes.
     "ACCESS_TOKEN_LIFETIME": None,
-    "REFRESH_TOKEN_LIFETIME": timedelta(days=14),
-    "FAMILY_LIFETIME": timedelta(days=30),
+    # None: derived from SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"] if the project sets it
+    # (simplejwt_refresh_lifetimes), else 14 and 30 days.
+    "REFRESH_TOKEN_LIFETIME": None,
+    "FAMILY_LIFETIME": None,
     "REUSE_GRACE_PERIOD": timedelta(seconds=10),
     "TOKEN_HASHER": "hmac-sha256",
     "TOKEN_PREFIX": "rtok_",
@@ -54,6 +58,10 @@ DEFAULTS: dict[str, Any] = {
     "DPOP_CLOCK_SKEW": timedelta(seconds=5),
     # Migrating from djangorestframework-simplejwt (legacy.py): an aware datetime.
     "ACCEPT_SIMPLEJWT_UNTIL": None,
+    # The keys simplejwt signed refresh tokens with before SIMPLE_JWT's ALGORITHM or key
+    # changed, still accepted for the conversion: [{"ALGORITHM": "HS256", "SIGNING_KEY":
+    # …}, {"ALGORITHM": "RS256", "VERIFYING_KEY": <PEM public key>}, …].
+    "SIMPLEJWT_LEGACY_KEYS": [],
     # The refresh cookie (rotating_tokens.middleware.RefreshTokenCookieMiddleware).
     "TRANSPORT": "auto",
     "REFRESH_COOKIE_NAME": None,
@@ -79,6 +87,26 @@ def _callable(value: Any) -> Any:
     return import_string(value) if isinstance(value, str) else value
 
 
+def simplejwt_refresh_lifetimes() -> tuple[Any, Any] | None:
+    """What ``SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"]`` meant, as ``(idle lifetime,
+    family lifetime)``, or None where the project does not set it.
+
+    Without ``ROTATE_REFRESH_TOKENS`` (simplejwt's default) the one refresh token of a
+    login was all a client had: the session ended that long after the login, however
+    active the user was. That is a family lifetime, and no idle period can be longer.
+    With it, every refresh handed out a new token living that long, and nothing
+    bounded the session: that is an idle lifetime, under our usual family lifetime
+    (or the same, if it is longer). Either way a project keeps the sessions it had,
+    instead of a 1-day session turning into 14 days."""
+    simple_jwt = getattr(settings, "SIMPLE_JWT", None) or {}
+    theirs = simple_jwt.get("REFRESH_TOKEN_LIFETIME")
+    if theirs is None:
+        return None
+    if not simple_jwt.get("ROTATE_REFRESH_TOKENS", False) or not isinstance(theirs, timedelta):
+        return theirs, theirs  # (anything but a timedelta for E004 to report)
+    return theirs, max(theirs, DEFAULT_FAMILY_LIFETIME)
+
+
 class Settings:
     def _get(self, name: str) -> Any:
         user_settings = getattr(settings, "ROTATING_TOKENS", None) or {}
@@ -96,11 +124,23 @@ class Settings:
 
     @property
     def REFRESH_TOKEN_LIFETIME(self) -> timedelta:
-        return self._get("REFRESH_TOKEN_LIFETIME")
+        """How long a refresh token lives unused. Ours if set; else what simplejwt's
+        ``REFRESH_TOKEN_LIFETIME`` meant (``simplejwt_refresh_lifetimes``); else 14 days."""
+        value = self._get("REFRESH_TOKEN_LIFETIME")
+        if value is None:
+            derived = simplejwt_refresh_lifetimes()
+            value = derived[0] if derived else DEFAULT_REFRESH_TOKEN_LIFETIME
+        return value
 
     @property
     def FAMILY_LIFETIME(self) -> timedelta:
-        return self._get("FAMILY_LIFETIME")
+        """How long a login lasts at most. Ours if set; else what simplejwt's
+        ``REFRESH_TOKEN_LIFETIME`` meant; else 30 days."""
+        value = self._get("FAMILY_LIFETIME")
+        if value is None:
+            derived = simplejwt_refresh_lifetimes()
+            value = derived[1] if derived else DEFAULT_FAMILY_LIFETIME
+        return value
 
     @property
     def REUSE_GRACE_PERIOD(self) -> timedelta:
@@ -233,6 +273,13 @@ class Settings:
         """Until then, simplejwt refresh tokens are exchanged for families and simplejwt
         access tokens without a family are accepted (see legacy.py)."""
         return self._get("ACCEPT_SIMPLEJWT_UNTIL")
+
+    @property
+    def SIMPLEJWT_LEGACY_KEYS(self) -> list[dict[str, Any]]:
+        """Earlier simplejwt signing keys, each ``{"ALGORITHM", "SIGNING_KEY"}`` (HMAC)
+        or ``{"ALGORITHM", "VERIFYING_KEY"}`` (a public key): a simplejwt refresh token
+        they signed still converts until ``ACCEPT_SIMPLEJWT_UNTIL``."""
+        return list(self._get("SIMPLEJWT_LEGACY_KEYS") or [])
 
     @property
     def TRANSPORT(self) -> str:

@@ -57,7 +57,13 @@ def verify_refresh(raw: str) -> SimpleJWTRefresh:
     from rest_framework_simplejwt.tokens import RefreshToken
 
     try:
-        payload = token_backend.decode(raw, verify=True)  # type: ignore[arg-type]  # a str, as simplejwt passes
+        try:
+            payload = token_backend.decode(raw, verify=True)  # type: ignore[arg-type]  # a str, as simplejwt passes
+        except TokenBackendExpiredToken:
+            raise  # the signature is good (PyJWT checks it first): expired, not invalid
+        except TokenBackendError:
+            # Maybe signed before SIMPLE_JWT's ALGORITHM or key changed.
+            payload = _decode_with_legacy_keys(raw)
     except TokenBackendExpiredToken:
         raise TokenExpired from None
     except TokenBackendError:
@@ -91,6 +97,50 @@ def _user_id_value(claim: Any) -> Any:
         return field.to_python(claim)
     except (ValidationError, TypeError, ValueError):
         raise TokenInvalid from None
+
+
+def _decode_with_legacy_keys(raw: str) -> dict[str, Any]:
+    """``raw``'s claims, verified with one of ``SIMPLEJWT_LEGACY_KEYS`` (the keys
+    simplejwt signed with before the project changed ``ALGORITHM`` or its key), and
+    with ``SIMPLE_JWT``'s ``AUDIENCE``, ``ISSUER`` and ``LEEWAY``, as simplejwt checks
+    them. Each entry is pinned to its own algorithm (never the token's choice of
+    one), and only entries of the algorithm the token names are tried: one
+    verification per candidate key, none for a token no entry could have signed.
+    Raises TokenBackendError (or TokenBackendExpiredToken)."""
+    import jwt
+    from rest_framework_simplejwt import settings as simplejwt_conf
+    from rest_framework_simplejwt.backends import TokenBackend
+
+    # simplejwt replaces its api_settings object when SIMPLE_JWT changes: read it here.
+    current = simplejwt_conf.api_settings
+
+    try:
+        algorithm = jwt.get_unverified_header(raw).get("alg")
+    except jwt.PyJWTError:
+        raise TokenBackendError from None
+    if not isinstance(algorithm, str):
+        raise TokenBackendError
+    for entry in app_settings.SIMPLEJWT_LEGACY_KEYS:
+        if not isinstance(entry, dict) or entry.get("ALGORITHM") != algorithm:
+            continue
+        try:
+            backend = TokenBackend(
+                algorithm,
+                entry.get("SIGNING_KEY"),
+                entry.get("VERIFYING_KEY") or "",
+                current.AUDIENCE,
+                current.ISSUER,
+                None,  # a JWKS URL is for the current keys
+                current.LEEWAY,
+            )
+            return backend.decode(raw, verify=True)  # type: ignore[arg-type]  # a str
+        except TokenBackendExpiredToken:
+            raise
+        except (TokenBackendError, jwt.PyJWTError, ValueError, TypeError):
+            # Another key of the same algorithm may have signed it. (A malformed entry,
+            # which E061 reports, is skipped rather than a 500.)
+            continue
+    raise TokenBackendError
 
 
 def is_blacklisted(jti: str) -> bool:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware, get_token
 from django.urls import (
@@ -149,7 +150,12 @@ def deliver_refresh_token(
     set_refresh_cookie(response, data["refresh"], expires_at, request=request)
     if not body_carries_token(request):
         del data["refresh"]
-    if login:
+    if login or (is_browser(request) and settings.CSRF_COOKIE_NAME not in request.COOKIES):
+        # The page echoes csrftoken in X-CSRFToken to refresh by cookie. A login sets
+        # it; so does the first cookie a browser gets otherwise (a simplejwt token
+        # converted by token/refresh/: that page never logged in here), or its next
+        # refresh by cookie would be refused for want of it. Other clients refresh by
+        # body and need none on every refresh.
         get_token(request)
     return data
 

@@ -17,7 +17,14 @@ SHARED_CACHE = {
     }
 }
 LOCMEM_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-REST_FRAMEWORK = {"NUM_PROXIES": 1}
+REST_FRAMEWORK = {
+    "NUM_PROXIES": 1,
+    # What the README's installation shows.
+    "DEFAULT_THROTTLE_RATES": {
+        "rotating_tokens_login": "10/minute",
+        "rotating_tokens_refresh": "60/minute",
+    },
+}
 BEHIND_ONE_PROXY = {"TRUSTED_PROXY_COUNT": 1}
 # What the README's "Installation into a project" shows.
 README_MIDDLEWARE = [
@@ -55,13 +62,14 @@ def test_clean_configuration_has_no_message():
 )
 def test_fresh_project_defaults_are_silent_outside_deploy_checks():
     # LocMemCache (Django's default) and no proxy: right for runserver; only
-    # check --deploy speaks, about the cache and the client address.
+    # check --deploy speaks, about the cache, the client address and the throttles.
     assert not [m for m in run_checks() if "rotating" in m.id]
     deploy = run_checks(include_deployment_checks=True)
     assert sorted(m.id for m in deploy if "rotating" in m.id) == [
         "rotating_tokens.I001",
         "rotating_tokens.I030",
         "rotating_tokens.W003",
+        "rotating_tokens.W006",
     ]
 
 

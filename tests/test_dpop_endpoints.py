@@ -506,7 +506,7 @@ def test_an_unknown_dpop_mode_counts_as_required(api_client, user, password, set
 
 
 def test_simplejwt_authentication_with_dpop_on_is_warned_about(settings):
-    from rotating_tokens.checks import check_dpop_holes
+    from rotating_tokens.checks import check_simplejwt_authentication
 
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
@@ -514,7 +514,7 @@ def test_simplejwt_authentication_with_dpop_on_is_warned_about(settings):
             "rest_framework_simplejwt.authentication.JWTAuthentication"
         ],
     }
-    assert [m.id for m in check_dpop_holes()] == ["rotating_tokens.W040"]
+    assert [m.id for m in check_simplejwt_authentication()] == ["rotating_tokens.W040"]
 
 
 def test_atomic_requests_on_sqlite_without_a_shared_cache_is_warned_about(settings):

@@ -17,6 +17,7 @@ from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, hotp_value
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
 from django.core import mail
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
@@ -34,6 +35,7 @@ from rotating_tokens.contrib.allauth.strategy import (
     revoke_family_on_logout,
 )
 from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
+from tests.dpop_client import DPoPKey
 from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -514,3 +516,156 @@ def test_logout_of_a_session_without_a_family_revokes_nothing(user):
 
     family.refresh_from_db()
     assert family.revoked_at is None
+
+
+# DPoP: logins through allauth bind as POST token/ does (bug 8) ------------------------
+
+SERVER = "http://testserver"
+
+
+def _proof(key: DPoPKey, method: str, path: str, **kwargs: Any) -> dict[str, str]:
+    return {"DPoP": key.proof(method, SERVER + APP + path, **kwargs)}
+
+
+def _login_with(client: HttpClient, user: Any, **headers: str) -> Any:
+    return _post(
+        client, "/auth/login", {"username": user.username, "password": PASSWORD}, **headers
+    )
+
+
+def _no_authenticated_session() -> bool:
+    return all(SESSION_KEY not in s.get_decoded() for s in Session.objects.all())
+
+
+@pytest.mark.parametrize("mode", ["optional", "required"])
+def test_login_with_a_dpop_proof_binds_the_family(app, user, settings, mode):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP": mode}
+    key = DPoPKey()
+
+    response = _login_with(app, user, **_proof(key, "POST", "/auth/login"))
+
+    assert response.status_code == 200, response.json()
+    meta = response.json()["meta"]
+    assert meta["token_type"] == "DPoP"
+    assert TokenFamily.objects.get(user=user).dpop_jkt == key.jkt
+    claims = jwt.decode(meta["access_token"], options={"verify_signature": False})
+    assert claims["cnf"] == {"jkt": key.jkt}
+    # Its access token needs a proof by the key, on allauth's endpoints too.
+    access = meta["access_token"]
+    bound = {
+        "Authorization": f"DPoP {access}",
+        **_proof(key, "GET", "/auth/session", access=access),
+    }
+    assert _app().get(f"{APP}/auth/session", headers=bound).status_code == 200
+    assert _app().get(f"{APP}/auth/session", headers=_bearer(access)).status_code == 401
+
+
+def test_refresh_of_a_bound_family_through_allauth_needs_a_proof_by_its_key(app, user):
+    key = DPoPKey()
+    meta = _login_with(app, user, **_proof(key, "POST", "/auth/login")).json()["meta"]
+    raw = {"refresh_token": meta["refresh_token"]}
+
+    assert _post(app, "/tokens/refresh", raw).status_code == 400
+    other = DPoPKey()
+    assert (
+        _post(app, "/tokens/refresh", raw, **_proof(other, "POST", "/tokens/refresh")).status_code
+        == 400
+    )
+    # Nothing was used by the refused attempts.
+    assert TokenFamily.objects.get(user=user).tokens.get().used_at is None
+
+    response = _post(app, "/tokens/refresh", raw, **_proof(key, "POST", "/tokens/refresh"))
+
+    assert response.status_code == 200
+    assert TokenFamily.objects.get(user=user).revoked_at is None
+
+
+def test_dpop_required_refuses_an_allauth_login_without_a_proof(app, user, settings):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP": "required"}
+
+    response = _login_with(app, user)
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {
+            "message": "This token is bound to a key: the request needs a DPoP proof.",
+            "code": "dpop_required",
+        }
+    ]
+    assert "meta" not in response.json()
+    assert not TokenFamily.objects.exists()
+    # allauth had logged the user in: no session is left authenticated.
+    assert _no_authenticated_session()
+
+
+@pytest.mark.parametrize("mode", ["optional", "required"])
+def test_a_refused_proof_at_an_allauth_login_is_never_a_bearer_login(app, user, settings, mode):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP": mode}
+    key = DPoPKey()
+
+    # A proof made for another URL.
+    response = _login_with(app, user, **_proof(key, "POST", "/tokens/refresh"))
+
+    assert response.status_code == 400
+    assert [e["code"] for e in response.json()["errors"]] == ["dpop_invalid"]
+    assert not TokenFamily.objects.exists()
+    assert _no_authenticated_session()
+
+
+def test_dpop_off_ignores_the_proof_of_an_allauth_login(app, user, settings):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP": "off"}
+
+    response = _login_with(app, user, DPoP="not even a proof")
+
+    assert response.status_code == 200
+    assert response.json()["meta"]["token_type"] == "Bearer"
+    assert TokenFamily.objects.get(user=user).dpop_jkt == ""
+
+
+def test_the_mfa_step_that_ends_the_login_carries_the_proof(app, totp_user, settings, time_machine):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP": "required"}
+    key = DPoPKey()
+    time_machine.move_to(timezone.now(), tick=False)  # no TOTP period ends mid-test
+    # The first step does not authenticate yet: no proof needed.
+    first = _login_with(app, totp_user)
+    assert first.status_code == 401
+    session_token = first.json()["meta"]["session_token"]
+
+    response = _post(
+        app,
+        "/auth/2fa/authenticate",
+        {"code": _totp_code()},
+        X_Session_Token=session_token,
+        **_proof(key, "POST", "/auth/2fa/authenticate"),
+    )
+
+    assert response.status_code == 200, response.json()
+    assert TokenFamily.objects.get(user=totp_user).dpop_jkt == key.jkt
+
+
+def test_the_session_token_of_a_bound_family_alone_reaches_no_session(app, user):
+    key = DPoPKey()
+    meta = _login_with(app, user, **_proof(key, "POST", "/auth/login")).json()["meta"]
+    session_token = {"X-Session-Token": meta["session_token"]}
+
+    # A bearer secret, next to the bound tokens in the login's answer: alone, anonymous.
+    alone = _app().get(f"{APP}/auth/session", headers=session_token)
+    assert alone.status_code == 401
+    assert alone.json()["meta"]["is_authenticated"] is False
+    # With the family's access token and a proof, the login's own session.
+    access = meta["access_token"]
+    proven = {
+        **session_token,
+        "Authorization": f"DPoP {access}",
+        **_proof(key, "GET", "/auth/session", access=access),
+    }
+    response = _app().get(f"{APP}/auth/session", headers=proven)
+    assert response.status_code == 200
+    assert response.json()["data"]["user"]["username"] == user.username
+    # An app that sends its session token on every request still refreshes.
+    raw = {"refresh_token": meta["refresh_token"]}
+    refreshed = _post(
+        app, "/tokens/refresh", raw, **session_token, **_proof(key, "POST", "/tokens/refresh")
+    )
+    assert refreshed.status_code == 200, refreshed.json()
+    assert SessionStore().exists(meta["session_token"])  # nothing was deleted

@@ -11,6 +11,13 @@ verification, MFA, re-authentication); this app issues, rotates and revokes the 
 - ``POST /_allauth/app/v1/tokens/refresh`` rotates through ``services.rotate``: reuse
   detection, the grace period and families work as on this app's own refresh endpoint.
 - Logging out through allauth revokes the family.
+- DPoP (RFC 9449) as on ``POST token/``: the request that makes the user
+  authenticated may carry a ``DPoP`` proof (for its own URL and method), which binds
+  the family to its key (``token_type`` "DPoP"); with ``DPOP = "required"`` one
+  without a proof is refused (400 ``dpop_required``) and starts no family, and a
+  proof that is sent but refused is 400 ``dpop_invalid``, never a bearer login.
+  Refreshes and access tokens of a bound family need proofs by its key, here too, and
+  its session token alone reaches no authenticated session (``lookup_session``).
 
 allauth keeps its state (a login waiting for its MFA code, recent authentications for
 re-authentication) in a Django session, which an app names with ``X-Session-Token``.
@@ -30,11 +37,15 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from allauth.core import context  # type: ignore[import-untyped]
+from allauth.core.exceptions import ImmediateHttpResponse  # type: ignore[import-untyped]
+from allauth.headless.internal.restkit.response import (  # type: ignore[import-untyped]
+    APIResponse,
+)
 from allauth.headless.tokens.strategies.base import (  # type: ignore[import-untyped]
     AbstractTokenStrategy,
 )
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY, user_logged_out
+from django.contrib.auth import SESSION_KEY, logout, user_logged_out
 from django.contrib.sessions.backends.base import CreateError, SessionBase
 from django.core.exceptions import ImproperlyConfigured
 from django.db import router, transaction
@@ -45,9 +56,10 @@ from rest_framework.request import Request
 
 from rotating_tokens import services, signals
 from rotating_tokens.authentication import AccessTokenAuthentication
-from rotating_tokens.clients import client_from_request
+from rotating_tokens.clients import client_from_request, dpop_proof
 from rotating_tokens.conf import app_settings
-from rotating_tokens.exceptions import TokenError
+from rotating_tokens.dpop import Proof
+from rotating_tokens.exceptions import DPoPError, TokenError
 from rotating_tokens.models import RevokeReason, TokenFamily
 
 if TYPE_CHECKING:
@@ -58,6 +70,9 @@ FAMILY_SESSION_KEY = "rotating_tokens_family"
 
 _KEY_SALT = "rotating_tokens.contrib.allauth.session_key"
 _ISSUED = "_rotating_tokens_issued"  # the TokenPair a request started, on the request
+_ACCESS_FAMILY = "_rotating_tokens_access_family"  # what its access token proved, on it
+#: Set in the session of a DPoP-bound family.
+DPOP_SESSION_KEY = "rotating_tokens_dpop"
 
 
 class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # allauth is untyped
@@ -85,6 +100,13 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
             "expires_in": max(0, int(expires_in)),
         }
 
+    def get_login_proof(self, request: HttpRequest) -> Proof | None:
+        """The DPoP proof the family is bound with, or None for a bearer family, as
+        ``POST token/`` decides (``services.login_binding``). Raises DPoPError."""
+        if app_settings.DPOP == "off":
+            return None  # the header is not even read
+        return services.login_binding(dpop_proof(request))
+
     # allauth's interface -----------------------------------------------------------
 
     def get_session_token(self, request: HttpRequest) -> str | None:
@@ -96,14 +118,8 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
         session_token = super().get_session_token(request)
         if session_token:
             return session_token
-        try:
-            authenticated = AccessTokenAuthentication().authenticate(Request(request))
-        except AuthenticationFailed:
-            return None
-        if authenticated is None:
-            return None
-        family_id = authenticated[1].get(app_settings.FAMILY_CLAIM)
-        if family_id is None:  # possible only with CHECK_FAMILY_ON_ACCESS off
+        family_id = _access_token_family(request)
+        if family_id is None:
             return None
         return _existing_session_key(family_id)
 
@@ -124,6 +140,12 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
             # Revoked where this module was not loaded to delete it, or expired.
             session.delete()
             return None
+        if session.get(DPOP_SESSION_KEY) and not _proven_by_access_token(family_id):
+            # A bound family's session token is a bearer secret (it is in the login's
+            # answer, next to the bound tokens): alone it reaches no authenticated
+            # session, only with the family's access token and a proof by its key. An
+            # empty session rather than "gone" (410): a refresh still works with it.
+            return _session_store()
         # So that a password change made through this request spares its own family,
         # as it does on requests that AccessTokenAuthentication authenticated.
         services.set_current_family(family_id)
@@ -165,7 +187,9 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
                 "RotatingTokenStrategy needs allauth.account.middleware.AccountMiddleware."
             )
         try:
-            pair = services.rotate(refresh_token, self.get_client(request))
+            pair = services.rotate(
+                refresh_token, self.get_client(request), dpop=dpop_proof(request)
+            )
         except TokenError:
             # Returned, not raised: with ATOMIC_REQUESTS an exception would roll back
             # the revocation that reuse detection has just made.
@@ -175,16 +199,54 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
     # -------------------------------------------------------------------------------
 
     def _start_family(self, request: HttpRequest) -> services.TokenPair:
+        try:
+            proof = self.get_login_proof(request)
+        except DPoPError as refused:
+            # allauth has logged the user in already: undo it, so that no session is
+            # left authenticated without a family. Then answer 400 with the code in
+            # allauth's error shape. allauth lets an ImmediateHttpResponse through
+            # its login flow only if it carries one of its APIResponses (any other
+            # it swallows, answering 401 "not authenticated" with no reason), and
+            # AccountMiddleware turns it into the answer.
+            logout(request)
+            errors = [{"message": str(refused.message), "code": refused.code}]
+            raise ImmediateHttpResponse(APIResponse(request, errors=errors, status=400)) from None
         session = request.session
-        pair = services.start_family(request.user, self.get_client(request))  # type: ignore[arg-type]  # authenticated
+        pair = services.start_family(request.user, self.get_client(request), dpop=proof)  # type: ignore[arg-type]  # authenticated
         setattr(request, _ISSUED, pair)
         replaced = session.get(FAMILY_SESSION_KEY)
         session[FAMILY_SESSION_KEY] = str(pair.family.pk)
+        if proof is not None:
+            session[DPOP_SESSION_KEY] = True
+        else:
+            session.pop(DPOP_SESSION_KEY, None)
         session.set_expiry(pair.family.expires_at)
         _move_session(session, _session_key(pair.family.pk))
         if replaced is not None:  # a session is one login: the old one is over
             _revoke(replaced, RevokeReason.LOGOUT)
         return pair
+
+
+def _access_token_family(request: HttpRequest) -> str | None:
+    """The family of the request's access token, checked by ``AccessTokenAuthentication``
+    (a bound one with its proof), or None. Once per request: a DPoP proof is accepted
+    once, so a second verification would be a replay."""
+    known = getattr(request, _ACCESS_FAMILY, None)
+    if known is None:
+        try:
+            authenticated = AccessTokenAuthentication().authenticate(Request(request))
+        except AuthenticationFailed:
+            authenticated = None
+        # None possible only with CHECK_FAMILY_ON_ACCESS off.
+        family_id = authenticated[1].get(app_settings.FAMILY_CLAIM) if authenticated else None
+        known = "" if family_id is None else str(family_id)
+        setattr(request, _ACCESS_FAMILY, known)
+    return known or None
+
+
+def _proven_by_access_token(family_id: Any) -> bool:
+    request = context.request
+    return request is not None and _access_token_family(request) == str(family_id)
 
 
 def _is_authenticated(request: HttpRequest) -> bool:
