@@ -340,7 +340,7 @@ def _conversion_retry(
         .order_by("issued_at", "pk")
         .first()
     )
-    if first is None or first.is_used or first.sealed is None:
+    if first is None or first.sealed is None:  # erased when it was used: no retry
         return None
     if family.is_bound:
         # Nothing checked this proof against the family yet (the simplejwt token was

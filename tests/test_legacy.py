@@ -16,6 +16,7 @@ from rest_framework_simplejwt.tokens import AccessToken as SimpleJWTAccessToken
 from rest_framework_simplejwt.tokens import RefreshToken as SimpleJWTRefreshToken
 
 from rotating_tokens import legacy, services, signals
+from rotating_tokens.conf import app_settings
 from rotating_tokens.crypto import open_successor
 from rotating_tokens.models import ConvertedToken, RevokeReason, SimpleJWTCutoff, TokenFamily
 
@@ -625,3 +626,55 @@ def test_simplejwt_blacklist_url_ends_a_family(migrating, api_client, user, simp
 def test_simplejwt_blacklist_url_says_nothing_about_bad_input(migrating, api_client, body):
     response = api_client.post("/api/token/blacklist/", body, format="json")
     assert (response.status_code, response.json()) == (200, {})
+
+
+@pytest.mark.parametrize("ended", ["logged out", "user deactivated unseen"])
+def test_retry_of_a_conversion_whose_family_ended_gets_nothing(
+    migrating, api_client, user, simple_refresh, ended
+):
+    pair = refresh(api_client, simple_refresh).json()
+    if ended == "logged out":
+        api_client.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
+    else:  # QuerySet.update() sends no signal: the family was not revoked
+        type(user).objects.filter(pk=user.pk).update(is_active=False)
+
+    response = refresh(api_client, simple_refresh)
+    assert response.status_code == 401, response.content
+
+
+def test_logout_with_a_converted_token_of_a_bound_family_needs_its_key(
+    migrating, dpop_on, api_client, simple_refresh
+):
+    key = DPoPKey()
+    refresh(api_client, simple_refresh, HTTP_DPOP=key.proof("POST", "http://testserver" + REFRESH))
+
+    api_client.post(LOGOUT, {"refresh": simple_refresh}, format="json")
+    assert TokenFamily.objects.get().revoked_at is None
+    proof = key.proof("POST", "http://testserver" + LOGOUT)
+    api_client.post(LOGOUT, {"refresh": simple_refresh}, format="json", HTTP_DPOP=proof)
+    assert TokenFamily.objects.get().revoke_reason == RevokeReason.LOGOUT
+
+
+@pytest.mark.urls("tests.urls_simplejwt")
+def test_simplejwt_blacklist_url_deletes_the_refresh_cookie(migrating, settings, api_client, user):
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE,
+        "rotating_tokens.middleware.RefreshTokenCookieMiddleware",
+    ]
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "TRANSPORT": "both"}
+    raw = services.start_family(user, services.Client()).refresh
+    response = api_client.post("/api/token/blacklist/", {"refresh": raw}, format="json")
+
+    assert response.status_code == 200
+    cookie = response.cookies.get(app_settings.REFRESH_COOKIE_NAME)
+    assert cookie is not None and cookie.value == "" and cookie["max-age"] == 0
+
+
+def test_token_without_an_issue_time_never_converts_once_a_cutoff_exists(
+    migrating, api_client, user
+):
+    token = SimpleJWTRefreshToken.for_user(user)
+    del token["iat"]
+    user.set_password("a new password")
+    user.save()
+    assert_refused(refresh(api_client, str(token)), "token_revoked")
