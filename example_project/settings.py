@@ -25,13 +25,17 @@ environment:
 - ``REFRESH_TOKEN_TRANSPORT`` (default "auto", the app's default): how refresh tokens
   travel, "cookie", "body", "both" or "auto" (see the README, "Browsers: the refresh
   cookie").
+- ``ACCEPT_SIMPLEJWT_UNTIL``: an ISO 8601 date and time with its offset
+  (``2027-01-15T00:00:00+00:00``): until then, refresh tokens of simplejwt signed with
+  the same key convert once (README, "Migrating from simplejwt"); simplejwt's URLs are
+  answered under ``/api/token/`` (``rotating_tokens.simplejwt_urls``) in any case.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -180,6 +184,11 @@ ROTATING_TOKENS = {
     # http://127.0.0.1:8000; any deployment (DEBUG off) gets a Secure cookie.
     "REFRESH_COOKIE_SECURE": not DEBUG,
 }
+
+if os.environ.get("ACCEPT_SIMPLEJWT_UNTIL"):
+    ROTATING_TOKENS["ACCEPT_SIMPLEJWT_UNTIL"] = datetime.fromisoformat(
+        os.environ["ACCEPT_SIMPLEJWT_UNTIL"]
+    )
 
 if os.environ.get("JWT_PRIVATE_KEY_FILE"):
     from cryptography.hazmat.primitives import serialization
