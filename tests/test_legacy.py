@@ -678,3 +678,13 @@ def test_token_without_an_issue_time_never_converts_once_a_cutoff_exists(
     user.set_password("a new password")
     user.save()
     assert_refused(refresh(api_client, str(token)), "token_revoked")
+
+
+def test_schema_documents_simplejwt_blacklist_url_as_simplejwt_answers(client, settings):
+    settings.ROOT_URLCONF = "example_project.urls"
+    response = client.get(reverse("schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    paths = response.json()["paths"]
+    assert {"/api/token/", "/api/token/refresh/"} <= set(paths)
+    blacklist = paths["/api/token/blacklist/"]["post"]
+    assert blacklist["operationId"] == "simplejwt_blacklist"
+    assert "200" in blacklist["responses"] and "204" not in blacklist["responses"]
