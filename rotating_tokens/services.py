@@ -707,6 +707,10 @@ def end_simplejwt_tokens(user: AbstractBaseUser, *, now: datetime | None = None)
 
 
 def logout_all(user: AbstractBaseUser, *, now: datetime | None = None) -> int:
+    """Revoke every family of ``user``; during a migration from simplejwt, their
+    simplejwt refresh tokens not converted yet end too (everywhere means those too)."""
+    now = now or timezone.now()
+    end_simplejwt_tokens(user, now=now)
     return revoke_families(TokenFamily.objects.for_user(user), RevokeReason.LOGOUT_ALL, now=now)
 
 

@@ -688,3 +688,18 @@ def test_schema_documents_simplejwt_blacklist_url_as_simplejwt_answers(client, s
     blacklist = paths["/api/token/blacklist/"]["post"]
     assert blacklist["operationId"] == "simplejwt_blacklist"
     assert "200" in blacklist["responses"] and "204" not in blacklist["responses"]
+
+
+def test_logout_everywhere_ends_the_unconverted_simplejwt_tokens_too(
+    migrating, api_client, user, password
+):
+    on_another_device = str(SimpleJWTRefreshToken.for_user(user))
+    login = api_client.post(
+        "/api/auth/token/", {"username": user.username, "password": password}, format="json"
+    ).json()
+    response = api_client.post(
+        "/api/auth/logout/all/", HTTP_AUTHORIZATION=f"Bearer {login['access']}"
+    )
+    assert response.status_code == 204
+
+    assert_refused(refresh(api_client, on_another_device), "token_revoked")
