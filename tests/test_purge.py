@@ -403,3 +403,30 @@ def test_command_reports_the_simplejwt_records_it_deleted(migrating):
     with time_machine.travel(timezone.now() + 2 * DAY, tick=False):
         call_command("purge_expired_tokens", stdout=out)
     assert "Deleted 1 records of the simplejwt transition" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_records_made_before_migration_0004_are_kept_until_the_transition_is_over(migrating):
+    """Migration 0004 keeps the records it finds, linked to their family, with no
+    expiry (it was not recorded): the old tokens stay spent until the end."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    before = [("rotating_tokens", "0003_dpop")]
+    latest = executor.loader.graph.leaf_nodes("rotating_tokens")
+    executor.migrate(before)
+    old_apps = executor.loader.project_state(before).apps
+    family = old_apps.get_model("rotating_tokens", "TokenFamily").objects.create(
+        user_id=UserFactory().pk, created_at=T0, expires_at=T0 + 30 * DAY
+    )
+    old_apps.get_model("rotating_tokens", "ConvertedToken").objects.create(
+        jti="converted-before-0004", family_id=family.pk, converted_at=T0
+    )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(latest)
+
+    record = ConvertedToken.objects.get()
+    assert (record.family_id, record.expires_at, record.logged_out) == (family.pk, None, False)
+    assert purge(timezone.now() + 29 * DAY).simplejwt_records == 0
+    assert purge(timezone.now() + 31 * DAY).simplejwt_records == 1
