@@ -27,6 +27,10 @@ environment:
 - ``REFRESH_TOKEN_TRANSPORT`` (default "auto", the app's default): how refresh tokens
   travel, "cookie", "body", "both" or "auto" (see the README, "Browsers: the refresh
   cookie").
+- ``ACCEPT_SIMPLEJWT_UNTIL``: an ISO 8601 date and time with its offset
+  (``2027-01-15T00:00:00+00:00``): until then, refresh tokens of simplejwt signed with
+  the same key convert once (README, "Migrating from simplejwt"); simplejwt's URLs are
+  answered under ``/api/token/`` (``rotating_tokens.simplejwt_urls``) in any case.
 - ``JWT_USER_ID_FIELD`` (default: simplejwt's, the pk ``id``): the user field access
   tokens carry in their ``user_id`` claim (``SIMPLE_JWT["USER_ID_FIELD"]``), e.g.
   ``username``, as a project whose tokens must not show the primary key does. It must
@@ -40,7 +44,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +207,11 @@ ROTATING_TOKENS = {
 
 # simplejwt's settings: filled in below from the environment (signing key, user id).
 SIMPLE_JWT: dict[str, Any] = {}
+
+if os.environ.get("ACCEPT_SIMPLEJWT_UNTIL"):
+    ROTATING_TOKENS["ACCEPT_SIMPLEJWT_UNTIL"] = datetime.fromisoformat(
+        os.environ["ACCEPT_SIMPLEJWT_UNTIL"]
+    )
 
 if os.environ.get("JWT_PRIVATE_KEY_FILE"):
     from cryptography.hazmat.primitives import serialization

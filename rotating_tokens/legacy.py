@@ -5,15 +5,19 @@ refresh token (signed with the project's ``SIMPLE_JWT`` settings) for a token fa
 once (``services.rotate``), and ``AccessTokenAuthentication`` accepts simplejwt access
 tokens that carry no family claim (they expire within minutes). Clients that read
 ``refresh`` from the body change nothing: their next refresh returns one of ours.
+``logout/`` (and simplejwt's blacklist URL, ``simplejwt_urls``) spends one.
 
-This module only recognises and verifies simplejwt tokens; nothing here writes.
+This module only recognises and verifies simplejwt tokens and applies simplejwt's
+rules to them; nothing here writes.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.contrib.auth import get_user_model
@@ -24,6 +28,10 @@ from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 
 from .conf import app_settings
 from .exceptions import TokenExpired, TokenInvalid
+from .models import SimpleJWTCutoff
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
 
 BLACKLIST_APP = "rest_framework_simplejwt.token_blacklist"
 
@@ -159,3 +167,69 @@ def blacklist(raw: str) -> None:
         from rest_framework_simplejwt.tokens import RefreshToken
 
         RefreshToken(raw, verify=False).blacklist()  # type: ignore[arg-type]  # a str, as simplejwt takes
+
+
+# simplejwt's rules, applied to a token about to be converted -----------------------
+
+
+def claims(raw: str) -> dict[str, Any]:
+    """The claims of a token that ``verify_refresh`` accepted: read again, not verified
+    again (``verify_refresh`` said it is genuine)."""
+    from rest_framework_simplejwt.state import token_backend
+
+    return token_backend.decode(raw, verify=False)  # type: ignore[arg-type]  # a str, as simplejwt passes
+
+
+def claim_time(claims: dict[str, Any], name: str) -> datetime | None:
+    """A NumericDate claim (``exp``, ``iat``) as an aware datetime, or None."""
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=dt_timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def leeway() -> timedelta:
+    """simplejwt's LEEWAY: how long past its ``exp`` it still accepts a token."""
+    value = simplejwt_settings.LEEWAY
+    return value if isinstance(value, timedelta) else timedelta(seconds=value or 0)
+
+
+def user_may_convert(user: AbstractBaseUser, claims: dict[str, Any]) -> bool:
+    """simplejwt's own rules for the user of a refresh token.
+
+    ``USER_AUTHENTICATION_RULE`` (by default: active, with ``CHECK_USER_IS_ACTIVE``).
+    With ``CHECK_REVOKE_TOKEN``, the ``REVOKE_TOKEN_CLAIM`` must still be the MD5 of
+    the user's current password hash, as simplejwt's authentication compares it: its
+    refresh view copies that claim into the access tokens it makes, which its
+    authentication then refuses once the password has changed. A token made before
+    the password changed must not become a family that survives the change."""
+    if not simplejwt_settings.USER_AUTHENTICATION_RULE(user):
+        return False
+    if simplejwt_settings.CHECK_REVOKE_TOKEN:
+        from rest_framework_simplejwt.utils import get_md5_hash_password
+
+        claim = claims.get(simplejwt_settings.REVOKE_TOKEN_CLAIM)
+        current = get_md5_hash_password(user.password or "")
+        if not isinstance(claim, str) or not hmac.compare_digest(claim, current):
+            return False
+    return True
+
+
+def ended_by_account_change(user: AbstractBaseUser, claims: dict[str, Any], db: str) -> bool:
+    """Whether a password change or a deactivation during the transition ended this
+    token (``SimpleJWTCutoff``): issued before it, or of unknown issue time."""
+    cutoff = (
+        SimpleJWTCutoff.objects.using(db)
+        .filter(user_id=user.pk)
+        .values_list("ended_before", flat=True)
+        .first()
+    )
+    if cutoff is None:
+        return False
+    issued_at = claim_time(claims, "iat")
+    # iat has whole seconds: a token made in the second of the change, even just
+    # after it, is ended too (the safe side).
+    return issued_at is None or issued_at < cutoff

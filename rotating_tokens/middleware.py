@@ -80,7 +80,8 @@ class RefreshTokenCookieMiddleware:
         state: _CookieState | None = getattr(request, _STATE_ATTRIBUTE, None)
         if state is not None and not state.foreign and not state.keep:
             refused = state.role == "refresh" and response.status_code == 401
-            logged_out = state.role == "logout" and response.status_code == 204
+            # 200: simplejwt's blacklist URL (views.SimpleJWTBlacklistView).
+            logged_out = state.role == "logout" and response.status_code in (200, 204)
             if refused or logged_out:
                 delete_refresh_cookie(response, request=request)
         return response

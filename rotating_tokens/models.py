@@ -178,27 +178,73 @@ class RefreshToken(models.Model):
         return self.expires_at <= now
 
 
+class ConvertedTokenQuerySet(models.QuerySet["ConvertedToken"]):
+    def expired(self, before: datetime) -> ConvertedTokenQuerySet:
+        """Records of simplejwt tokens that expired before ``before``: presented again,
+        they are refused as expired before their record is looked at."""
+        return self.filter(expires_at__lt=before)
+
+
 class ConvertedToken(models.Model):
-    """A djangorestframework-simplejwt refresh token that was exchanged for a family
-    while the project migrated (``ACCEPT_SIMPLEJWT_UNTIL``). Its ``jti`` is unique, so
-    the exchange happens once; presented again, the token is reuse."""
+    """A djangorestframework-simplejwt refresh token that was spent while the project
+    migrated (``ACCEPT_SIMPLEJWT_UNTIL``): exchanged for a family, or logged out. Its
+    ``jti`` is unique, so the exchange happens once; presented again, the token is
+    reuse (or, logged out, revoked).
+
+    The record outlives its family (purged, deleted by an administrator, or with its
+    user): it is what keeps the old token spent. It goes only once the simplejwt token
+    itself has expired, or the transition is over (``services.purge``)."""
 
     jti = models.CharField(_("JWT id"), max_length=255, unique=True, editable=False)
     family = models.ForeignKey(
         TokenFamily,
-        on_delete=models.CASCADE,
+        on_delete=models.SET_NULL,
         null=True,
+        blank=True,
         related_name="converted_tokens",
         verbose_name=_("family"),
     )
-    converted_at = models.DateTimeField(_("converted"))
+    converted_at = models.DateTimeField(_("spent"))
+    # The simplejwt token's own expiry (its exp claim). NULL for the records made
+    # before it was stored: those are kept until the transition is over.
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True, db_index=True)
+    logged_out = models.BooleanField(
+        _("logged out"),
+        default=False,
+        help_text=_("Spent by a logout (or simplejwt's blacklist URL), not converted."),
+    )
+
+    objects: ClassVar[ConvertedTokenQuerySet] = ConvertedTokenQuerySet.as_manager()  # type: ignore[assignment]
 
     class Meta:
-        verbose_name = _("converted simplejwt token")
-        verbose_name_plural = _("converted simplejwt tokens")
+        verbose_name = _("spent simplejwt token")
+        verbose_name_plural = _("spent simplejwt tokens")
 
     def __str__(self) -> str:
         return f"simplejwt token {self.jti}"
+
+
+class SimpleJWTCutoff(models.Model):
+    """ "The simplejwt refresh tokens of this user issued before ``ended_before`` are
+    ended": written during the transition when the user's password changes or the
+    account is deactivated (receivers.py), as their families are revoked. simplejwt
+    tokens carry no family, so this is how those events reach the ones not yet
+    converted; a reactivation does not bring them back."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    ended_before = models.DateTimeField(_("tokens issued before this are ended"), db_index=True)
+
+    class Meta:
+        verbose_name = _("simplejwt token cutoff")
+        verbose_name_plural = _("simplejwt token cutoffs")
+
+    def __str__(self) -> str:
+        return f"simplejwt tokens of user #{self.user_id} issued before {self.ended_before}"
 
 
 class UsedDPoPProof(models.Model):

@@ -322,6 +322,35 @@ class LogoutViewSchema(OpenApiViewExtension):
         )
 
 
+class SimpleJWTBlacklistViewSchema(OpenApiViewExtension):
+    target_class = "rotating_tokens.views.SimpleJWTBlacklistView"
+
+    def view_replacement(self) -> type[APIView]:
+        return described(
+            self.target,
+            post=extend_schema(
+                operation_id="simplejwt_blacklist",
+                summary="Log out (simplejwt's blacklist URL)",
+                description="As logout, answered as djangorestframework-simplejwt's "
+                "TokenBlacklistView answered: 200 {} for any token, so the answer tells "
+                "nothing. A simplejwt refresh token is spent during the transition.",
+                tags=[TAG],
+                request=RefreshSerializer,
+                parameters=[refresh_cookie(), DPOP_HEADER],
+                responses={
+                    200: OpenApiResponse(
+                        response={"type": "object", "additionalProperties": False},
+                        description="Done.",
+                    ),
+                    **COMMON_ERRORS,
+                    **CSRF_FAILED,
+                    **THROTTLED,
+                },
+                auth=[],
+            ),
+        )
+
+
 class LogoutAllViewSchema(OpenApiViewExtension):
     target_class = "rotating_tokens.views.LogoutAllView"
 

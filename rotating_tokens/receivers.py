@@ -96,7 +96,11 @@ def revoke_on_account_change(
     families = TokenFamily.objects.for_user(instance)  # type: ignore[arg-type]
     if RevokeReason.USER_DEACTIVATED in changes:
         services.revoke_families(families, RevokeReason.USER_DEACTIVATED)
+        # And the simplejwt tokens not converted yet, during the transition: they
+        # carry no family, so a reactivation must not bring them back either.
+        services.end_simplejwt_tokens(instance)  # type: ignore[arg-type]
     elif RevokeReason.PASSWORD_CHANGE in changes and app_settings.REVOKE_ON_PASSWORD_CHANGE:
+        services.end_simplejwt_tokens(instance)  # type: ignore[arg-type]
         # The request that changed the password keeps its own session, as Django's
         # update_session_auth_hash() keeps the session of the one who changed it.
         current = services.current_family_id()

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
@@ -44,13 +44,21 @@ from .exceptions import (
     DPoPError,
     DPoPInvalid,
     DPoPRequired,
+    TokenError,
     TokenExpired,
     TokenInvalid,
     TokenReused,
     TokenRevoked,
 )
 from .local_state import backend_path
-from .models import ConvertedToken, RefreshToken, RevokeReason, TokenFamily, UsedDPoPProof
+from .models import (
+    ConvertedToken,
+    RefreshToken,
+    RevokeReason,
+    SimpleJWTCutoff,
+    TokenFamily,
+    UsedDPoPProof,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -94,11 +102,15 @@ def start_family(
     *,
     now: datetime | None = None,
     dpop: Proof | None = None,
+    grace_secret: str | None = None,
 ) -> TokenPair:
     """Log ``user`` in: a new family with its first refresh token, and an access token.
 
     With a verified DPoP proof, the family is bound to its key for good: every refresh
-    and every use of its access tokens will need a proof signed with that key."""
+    and every use of its access tokens will need a proof signed with that key.
+    ``grace_secret`` (the simplejwt token being converted) seals the first token under
+    a key derived from it, as a rotation seals a successor, so a retry of the
+    conversion inside the grace period gets the same answer."""
     now = now or timezone.now()
     family = TokenFamily(
         user=user,  # type: ignore[misc]  # any AUTH_USER_MODEL; the stubs assume auth.User
@@ -108,7 +120,7 @@ def start_family(
         user_agent=client.user_agent,
         dpop_jkt=dpop.jkt if dpop is not None else "",
     )
-    token, raw = _new_token(family, client, now)
+    token, raw = _new_token(family, client, now, parent_secret=grace_secret)
     db = router.db_for_write(TokenFamily)
     # On PostgreSQL both INSERTs are one statement, committed on its own: one round
     # trip instead of four (a login, password check aside, from 3.8 to 3.1 ms
@@ -234,10 +246,16 @@ def _convert_simplejwt_token(
     """Exchange a djangorestframework-simplejwt refresh token for a new family, once
     (see legacy.py). Its ``jti`` is claimed with an INSERT into a unique column before
     the family is started, so of N requests presenting it at once exactly one converts
-    it: the others wait for that row, fail on it, and are reuse. Presented again
-    later, it is reuse too: the family it started is revoked."""
+    it: the others wait for that row, fail on it, and are reuse (or, from the same
+    client inside the grace period, a retry: the same answer). Presented again later,
+    it is reuse too: the family it started is revoked.
+
+    simplejwt's own rules apply to the token first: ``USER_AUTHENTICATION_RULE``, the
+    revoke claim (``CHECK_REVOKE_TOKEN``), its blacklist, and what a password change or
+    a deactivation during the transition ended (``SimpleJWTCutoff``)."""
     simple = legacy.verify_refresh(raw)
     proof = login_binding(dpop)  # the conversion starts a family, as a login does
+    claims = legacy.claims(raw)
     user_model = get_user_model()
     user = (
         user_model._default_manager.filter(**{simplejwt_settings.USER_ID_FIELD: simple.user_id})
@@ -248,36 +266,93 @@ def _convert_simplejwt_token(
         raise TokenInvalid
     db = router.db_for_write(ConvertedToken)
     if ConvertedToken.objects.using(db).filter(jti=simple.jti).exists():
-        _reuse_of_converted_token(simple.jti, client, now, db)
-    if not user.is_active:
+        return _converted_again(simple.jti, raw, client, now, db, proof)
+    if (
+        not user.is_active
+        or not legacy.user_may_convert(user, claims)
+        or legacy.ended_by_account_change(user, claims, db)
+    ):
         raise TokenRevoked
     if legacy.is_blacklisted(simple.jti):
         # Blacklisted with its conversion, in the same transaction: if that committed
         # since the check above, this is a racing second presentation, not a token
         # that was logged out before the switch.
         if ConvertedToken.objects.using(db).filter(jti=simple.jti).exists():
-            _reuse_of_converted_token(simple.jti, client, now, db)
+            return _converted_again(simple.jti, raw, client, now, db, proof)
         raise TokenRevoked
     try:
         with transaction.atomic(using=db):
-            claim = ConvertedToken.objects.using(db).create(jti=simple.jti, converted_at=now)
-            pair = start_family(user, client, now=now, dpop=proof)
+            claim = ConvertedToken.objects.using(db).create(
+                jti=simple.jti, converted_at=now, expires_at=legacy.claim_time(claims, "exp")
+            )
+            pair = start_family(user, client, now=now, dpop=proof, grace_secret=raw)
             claim.family = pair.family
             claim.save(using=db, update_fields=["family"])
             legacy.blacklist(raw)
     except IntegrityError:
-        # Another request converted it between our check and our INSERT.
-        _reuse_of_converted_token(simple.jti, client, now, db)
+        # Another request converted (or logged out) it between our check and our INSERT.
+        return _converted_again(simple.jti, raw, client, now, db, proof)
     return pair
 
 
-def _reuse_of_converted_token(jti: str, client: Client, now: datetime, db: str) -> NoReturn:
+def _converted_again(
+    jti: str, raw: str, client: Client, now: datetime, db: str, proof: Proof | None
+) -> TokenPair:
+    """A simplejwt token presented again after it was spent: a retry of its
+    conversion (the same answer), or reuse (the family it started is revoked). Logged
+    out: revoked. Its family purged or deleted: reuse, with nothing left to revoke."""
     converted = (
         ConvertedToken.objects.using(db).select_related("family__user").filter(jti=jti).first()
     )
-    if converted is not None and converted.family is not None:
-        _reuse_detected(converted.family, None, client, now)
+    if converted is not None and converted.logged_out:
+        raise TokenRevoked
+    family = converted.family if converted is not None else None
+    if converted is None or family is None:
+        raise TokenReused
+    pair = _conversion_retry(converted, family, raw, client, now, db, proof)
+    if pair is not None:
+        return pair
+    _reuse_detected(family, None, client, now)
     raise TokenReused
+
+
+def _conversion_retry(
+    converted: ConvertedToken,
+    family: TokenFamily,
+    raw: str,
+    client: Client,
+    now: datetime,
+    db: str,
+    proof: Proof | None,
+) -> TokenPair | None:
+    """The pair the conversion answered, again, if this presentation is a retry of it:
+    the rule of ``_successor_for_retry``, with the family's first token as the
+    successor (sealed under a key derived from the simplejwt token, which the database
+    never holds: see ``start_family``) and the conversion as the first use."""
+    if family.is_revoked or not family.user.is_active:
+        return None
+    if not _within_grace(converted.converted_at, now):
+        return None
+    # From the database that converted the token (a replica could lag behind it).
+    first = (
+        RefreshToken.objects.using(db)
+        .filter(family=family, rotated_from__isnull=True)
+        .order_by("issued_at", "pk")
+        .first()
+    )
+    if first is None or first.sealed is None:  # erased when it was used: no retry
+        return None
+    if family.is_bound:
+        # Nothing checked this proof against the family yet (the simplejwt token was
+        # a bearer token): only the key the conversion bound the family to retries.
+        if proof is None or not hmac.compare_digest(proof.jkt, family.dpop_jkt):
+            return None
+    elif not _same_client(first, client):
+        return None
+    raw_first = open_successor(bytes(first.sealed), parent_secret=raw, lookup_key=first.lookup_key)
+    if raw_first is None:
+        return None
+    return _token_pair(family.user, family, first, raw_first, now)
 
 
 def login_binding(dpop: Proof | InvalidProof | None) -> Proof | None:
@@ -399,8 +474,7 @@ def _successor_for_retry(
     by that key (already checked, whatever the address), otherwise the same IP
     address and user agent, which the successor recorded.
     """
-    grace = app_settings.REUSE_GRACE_PERIOD
-    if not grace or token.used_at is None or now - token.used_at >= grace:
+    if not _within_grace(token.used_at, now):
         return None
     # From the database that rotated the token (a replica could lag behind it).
     successor = RefreshToken.objects.using(db).filter(rotated_from=token).first()
@@ -408,11 +482,22 @@ def _successor_for_retry(
         return None
     if token.family.is_bound:
         return successor
-    if successor.user_agent != client.user_agent or not _same_ip(
-        successor.ip_address, client.ip_address
-    ):
+    if not _same_client(successor, client):
         return None
     return successor
+
+
+def _within_grace(first_used_at: datetime | None, now: datetime) -> bool:
+    """Inside the grace window, which runs from the first use and never slides."""
+    grace = app_settings.REUSE_GRACE_PERIOD
+    return bool(grace) and first_used_at is not None and now - first_used_at < grace
+
+
+def _same_client(successor: RefreshToken, client: Client) -> bool:
+    """The request comes from the IP address and user agent the successor recorded."""
+    return successor.user_agent == client.user_agent and _same_ip(
+        successor.ip_address, client.ip_address
+    )
 
 
 def _same_ip(stored: str | None, presented: str | None) -> bool:
@@ -557,6 +642,9 @@ def logout(
     try:
         parsed = parse_token(raw_token)
     except MalformedToken:
+        now = now or timezone.now()
+        if legacy.accepting(now) and legacy.looks_like_jwt(raw_token):
+            return _spend_simplejwt_token(raw_token, now, dpop, client or Client())  # type: ignore[arg-type]
         return True
     token = _find_token(parsed, router.db_for_write(RefreshToken))
     if token is None:
@@ -569,7 +657,60 @@ def logout(
     return True
 
 
+def _spend_simplejwt_token(
+    raw: str, now: datetime, dpop: Proof | InvalidProof | None, client: Client
+) -> bool:
+    """Log out with a simplejwt refresh token during the transition: it is spent (its
+    ``jti`` recorded as logged out, and put on simplejwt's blacklist where that app is
+    installed), so it never converts afterwards. Already converted, it logs out the
+    family it started, as a logout with any used token of a family does. An invalid
+    or expired one changes nothing and says nothing, as for our tokens."""
+    try:
+        simple = legacy.verify_refresh(raw)
+    except TokenError:
+        return True
+    expires_at = legacy.claim_time(legacy.claims(raw), "exp")
+    db = router.db_for_write(ConvertedToken)
+    try:
+        with transaction.atomic(using=db):
+            ConvertedToken.objects.using(db).create(
+                jti=simple.jti, converted_at=now, expires_at=expires_at, logged_out=True
+            )
+            legacy.blacklist(raw)
+    except IntegrityError:  # spent already: converted, or logged out before
+        converted = (
+            ConvertedToken.objects.using(db)
+            .select_related("family__user")
+            .filter(jti=simple.jti)
+            .first()
+        )
+        if converted is not None and converted.family is not None:
+            try:
+                check_proof_of_possession(converted.family, dpop, client)
+            except DPoPError:
+                return False
+            revoke_family(converted.family, RevokeReason.LOGOUT, now=now)
+    return True
+
+
+def end_simplejwt_tokens(user: AbstractBaseUser, *, now: datetime | None = None) -> None:
+    """During the transition, end every simplejwt refresh token of ``user`` issued
+    until now, as a password change or a deactivation ends the user's families
+    (receivers.py): they carry no family to revoke, so a cutoff records it."""
+    now = now or timezone.now()
+    if not legacy.accepting(now):
+        return
+    db = router.db_for_write(SimpleJWTCutoff)
+    SimpleJWTCutoff.objects.using(db).update_or_create(
+        user_id=user.pk, defaults={"ended_before": now}
+    )
+
+
 def logout_all(user: AbstractBaseUser, *, now: datetime | None = None) -> int:
+    """Revoke every family of ``user``; during a migration from simplejwt, their
+    simplejwt refresh tokens not converted yet end too (everywhere means those too)."""
+    now = now or timezone.now()
+    end_simplejwt_tokens(user, now=now)
     return revoke_families(TokenFamily.objects.for_user(user), RevokeReason.LOGOUT_ALL, now=now)
 
 
@@ -890,6 +1031,8 @@ class PurgeResult:
     families: int = 0
     family_tokens: int = 0  # the tokens of those families
     used_tokens: int = 0  # used, expired tokens of active families
+    # Records of spent simplejwt tokens (and the users' cutoffs) nobody needs any more.
+    simplejwt_records: int = 0
 
     @property
     def tokens(self) -> int:
@@ -912,6 +1055,11 @@ def purge(
     - In active families, used tokens whose own expiry has passed: presented again,
       they are refused as expired before reuse detection looks at them. Every other
       token stays, because reuse detection needs the used tokens of a live family.
+    - Records of spent simplejwt tokens (``ConvertedToken``) once the simplejwt token
+      has expired (``exp`` plus simplejwt's ``LEEWAY``), and every one of them and
+      every ``SimpleJWTCutoff`` once the transition is over. Not with their family:
+      the record is what keeps the old token spent, so the purge unlinks it from a
+      family it deletes.
 
     Rows go in batches of ``batch_size``, each selected through an index and deleted
     in its own short transaction, so memory and lock times stay flat whatever the size
@@ -932,6 +1080,7 @@ def purge(
             families=ended.count(),
             family_tokens=RefreshToken.objects.using(db).filter(family__in=ended).count(),
             used_tokens=_spent_tokens(now).using(db).count(),
+            simplejwt_records=sum(rows.using(db).count() for rows in _simplejwt_records(now)),
         )
 
     result = PurgeResult()
@@ -959,6 +1108,13 @@ def purge(
         result.used_tokens += tokens
         if found and progress:
             progress(result)
+    for rows in _simplejwt_records(now):
+        found = True
+        while found:
+            found, deleted = _purge_rows_batch(rows.using(db), batch_size, db)
+            result.simplejwt_records += deleted
+            if found and progress:
+                progress(result)
     # DPoP proofs too old to be accepted again (the database replay store).
     stale_proofs = UsedDPoPProof.objects.using(db).filter(expires_at__lt=now)
     found = True
@@ -969,6 +1125,26 @@ def purge(
             if found:
                 UsedDPoPProof.objects.using(db).filter(pk__in=keys_)._raw_delete(db)
     return result
+
+
+def _simplejwt_records(now: datetime) -> list[QuerySet[Any]]:
+    """What the purge deletes of the simplejwt transition's records."""
+    if not legacy.accepting(now):
+        # Over: simplejwt tokens are refused whatever was recorded about them.
+        return [ConvertedToken.objects.order_by("pk"), SimpleJWTCutoff.objects.order_by("pk")]
+    # Records without an expiry (made before it was stored) wait for the end of the
+    # transition. Cutoffs too: a token issued before one may live as long as
+    # SIMPLE_JWT's REFRESH_TOKEN_LIFETIME was when it was issued, which nothing records.
+    return [ConvertedToken.objects.expired(now - legacy.leeway()).order_by("expires_at")]
+
+
+def _purge_rows_batch(rows: QuerySet[Any], batch_size: int, db: str) -> tuple[bool, int]:
+    """Delete up to ``batch_size`` rows of ``rows`` (of a model nothing points to)."""
+    with transaction.atomic(using=db):
+        ids = list(rows.values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return False, 0
+        return True, rows.model._default_manager.using(db).filter(pk__in=ids)._raw_delete(db)
 
 
 def _idle_since(cutoff: datetime) -> QuerySet[RefreshToken]:
@@ -1015,6 +1191,10 @@ def _purge_families_batch(
         # _raw_delete: one DELETE … WHERE id IN (…). QuerySet.delete() would load
         # every row to emulate rotated_from's SET_NULL and send signals per row.
         deleted_tokens = tokens._raw_delete(db)
+        # The records of converted simplejwt tokens outlive their family (they keep the
+        # old token spent): unlinked, as SET_NULL would, or the DELETE below would break
+        # their foreign key (at once on MySQL, at the commit elsewhere).
+        ConvertedToken.objects.using(db).filter(family_id__in=ids).update(family=None)
         families = TokenFamily.objects.using(db).filter(pk__in=ids).order_by()._raw_delete(db)
     return True, families, deleted_tokens
 

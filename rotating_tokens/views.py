@@ -314,6 +314,17 @@ class LogoutView(TokenAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class SimpleJWTBlacklistView(LogoutView):
+    """simplejwt's ``token/blacklist/``, for the clients that still call it during the
+    transition (``simplejwt_urls``): a logout, answered as simplejwt answers, 200
+    ``{}``. With one of our refresh tokens it ends the family; with a simplejwt one,
+    it spends it (``services.logout``)."""
+
+    def post(self, request: Request) -> Response:
+        super().post(request)  # 204, or the cookie kept (keep_refresh_cookie)
+        return Response({}, status=status.HTTP_200_OK)
+
+
 class LogoutAllView(TokenAPIView):
     """``POST logout/all/``: revoke every family of the authenticated user."""
 

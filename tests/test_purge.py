@@ -10,10 +10,18 @@ import time_machine
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework_simplejwt.tokens import RefreshToken as SimpleJWTRefreshToken
 
 from rotating_tokens import services
 from rotating_tokens.exceptions import TokenReused
-from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
+from rotating_tokens.models import (
+    ConvertedToken,
+    RefreshToken,
+    RevokeReason,
+    SimpleJWTCutoff,
+    TokenFamily,
+)
 
 from .factories import RefreshTokenFactory, TokenFamilyFactory, UserFactory
 
@@ -197,10 +205,11 @@ def test_a_batch_costs_the_same_statements_however_many_rows(families):
     assert len(queries.captured_queries) == NUMBER_OF_STATEMENTS[connection.vendor]
 
 
-# BEGIN, SELECT ids, [UPDATE rotated_from on MySQL], DELETE tokens, DELETE families,
-# COMMIT; then BEGIN, SELECT, COMMIT for each of the four empty selections, and for the
-# empty selection of stale DPoP proofs.
-NUMBER_OF_STATEMENTS = {"sqlite": 5 + 5 * 3, "postgresql": 5 + 5 * 3, "mysql": 6 + 5 * 3}
+# BEGIN, SELECT ids, [UPDATE rotated_from on MySQL], DELETE tokens, UPDATE the records of
+# converted simplejwt tokens, DELETE families, COMMIT; then BEGIN, SELECT, COMMIT for
+# each of the four empty selections, for the two of the simplejwt transition's records
+# (outside the transition: all of them), and for the one of stale DPoP proofs.
+NUMBER_OF_STATEMENTS = {"sqlite": 6 + 7 * 3, "postgresql": 6 + 7 * 3, "mysql": 7 + 7 * 3}
 
 
 def test_a_purge_that_finds_its_rows_gone_goes_on():
@@ -311,3 +320,113 @@ def test_purge_deletes_dpop_proofs_too_old_to_be_replayed():
     UsedDPoPProof.objects.create(key="b" * 64, expires_at=T0 + 3 * DAY)
     purge(T0 + 2 * DAY, batch_size=1)
     assert list(UsedDPoPProof.objects.values_list("key", flat=True)) == ["b" * 64]
+
+
+# The simplejwt transition's records ------------------------------------------------------
+
+
+@pytest.fixture
+def migrating(settings):
+    settings.ROTATING_TOKENS = {
+        **settings.ROTATING_TOKENS,
+        "ACCEPT_SIMPLEJWT_UNTIL": timezone.now() + 30 * DAY,
+    }
+
+
+def simplejwt_token(user) -> str:
+    return str(SimpleJWTRefreshToken.for_user(user))
+
+
+@pytest.mark.django_db(
+    transaction=True
+)  # committed, as cron's purge is: the foreign keys are checked
+def test_command_purges_converted_families_and_their_old_tokens_stay_spent(migrating):
+    user = UserFactory()
+    old_tokens = [simplejwt_token(user) for _ in range(2)]
+    converted = [services.rotate(raw, CLIENT) for raw in old_tokens]
+    for pair in converted:
+        services.revoke_family(pair.family, RevokeReason.LOGOUT)
+    other = login(timezone.now())  # an ordinary family of the same batch
+    services.revoke_family(other.family, RevokeReason.LOGOUT)
+    live = login(timezone.now())
+
+    with time_machine.travel(timezone.now() + timedelta(minutes=1), tick=False):
+        call_command("purge_expired_tokens", "--older-than", "0", stdout=StringIO())
+        assert list(TokenFamily.objects.all()) == [live.family]
+        assert list(ConvertedToken.objects.values_list("family", flat=True)) == [None, None]
+        for raw in old_tokens:  # presented again, even by the client that converted it
+            with pytest.raises(TokenReused):
+                services.rotate(raw, CLIENT)
+    assert list(TokenFamily.objects.all()) == [live.family]
+
+
+def test_record_of_a_spent_simplejwt_token_goes_once_the_token_has_expired(migrating, api_client):
+    user = UserFactory()
+    converted, logged_out = simplejwt_token(user), simplejwt_token(user)
+    services.rotate(converted, CLIENT)
+    services.logout(logged_out)
+    exp = max(ConvertedToken.objects.values_list("expires_at", flat=True))
+
+    assert purge(exp - timedelta(seconds=1)).simplejwt_records == 0
+    assert ConvertedToken.objects.count() == 2
+    assert purge(exp + timedelta(seconds=1)).simplejwt_records == 2
+    assert not ConvertedToken.objects.exists()
+
+
+def test_record_of_a_spent_simplejwt_token_outlives_simplejwt_leeway(migrating, monkeypatch):
+    from rotating_tokens import legacy
+
+    services.rotate(simplejwt_token(UserFactory()), CLIENT)
+    exp = ConvertedToken.objects.get().expires_at
+    monkeypatch.setattr(legacy.simplejwt_settings, "LEEWAY", 60)  # accepted 60 s past exp
+
+    assert purge(exp + timedelta(seconds=59)).simplejwt_records == 0
+    assert purge(exp + timedelta(seconds=61)).simplejwt_records == 1
+
+
+def test_records_without_an_expiry_and_cutoffs_wait_for_the_end_of_the_transition(migrating):
+    user = UserFactory()
+    ConvertedToken.objects.create(jti="made-before-0004", converted_at=T0)  # no expires_at
+    SimpleJWTCutoff.objects.create(user=user, ended_before=T0)
+
+    assert purge(timezone.now() + 29 * DAY).simplejwt_records == 0
+    assert (ConvertedToken.objects.count(), SimpleJWTCutoff.objects.count()) == (1, 1)
+
+    assert purge(timezone.now() + 31 * DAY, dry_run=True).simplejwt_records == 2
+    assert purge(timezone.now() + 31 * DAY, batch_size=1).simplejwt_records == 2
+    assert not ConvertedToken.objects.exists() and not SimpleJWTCutoff.objects.exists()
+
+
+def test_command_reports_the_simplejwt_records_it_deleted(migrating):
+    services.rotate(simplejwt_token(UserFactory()), CLIENT)
+    out = StringIO()
+    with time_machine.travel(timezone.now() + 2 * DAY, tick=False):
+        call_command("purge_expired_tokens", stdout=out)
+    assert "Deleted 1 records of the simplejwt transition" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_records_made_before_migration_0004_are_kept_until_the_transition_is_over(migrating):
+    """Migration 0004 keeps the records it finds, linked to their family, with no
+    expiry (it was not recorded): the old tokens stay spent until the end."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    before = [("rotating_tokens", "0003_dpop")]
+    latest = executor.loader.graph.leaf_nodes("rotating_tokens")
+    executor.migrate(before)
+    old_apps = executor.loader.project_state(before).apps
+    family = old_apps.get_model("rotating_tokens", "TokenFamily").objects.create(
+        user_id=UserFactory().pk, created_at=T0, expires_at=T0 + 30 * DAY
+    )
+    old_apps.get_model("rotating_tokens", "ConvertedToken").objects.create(
+        jti="converted-before-0004", family_id=family.pk, converted_at=T0
+    )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(latest)
+
+    record = ConvertedToken.objects.get()
+    assert (record.family_id, record.expires_at, record.logged_out) == (family.pk, None, False)
+    assert purge(timezone.now() + 29 * DAY).simplejwt_records == 0
+    assert purge(timezone.now() + 31 * DAY).simplejwt_records == 1

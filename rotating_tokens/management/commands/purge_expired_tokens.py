@@ -70,3 +70,8 @@ class Command(BaseCommand):
                 f"(with {result.family_tokens} tokens) and {result.used_tokens} used, "
                 "expired tokens of active families."
             )
+            if result.simplejwt_records:
+                self.stdout.write(
+                    f"{verb} {result.simplejwt_records} records of the simplejwt "
+                    "transition (spent tokens since expired, or the transition is over)."
+                )
