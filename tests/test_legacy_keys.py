@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.utils import timezone
+from rest_framework.test import APIClient
 from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken as SimpleJWTRefreshToken
@@ -103,8 +104,10 @@ def test_a_token_signed_before_the_switch_converts_with_its_legacy_key(switched,
 
     assert response.status_code == 200, response.content
     assert TokenFamily.objects.get().user == user
-    # Converted once: the second presentation is reuse, as for any simplejwt token.
-    assert _refresh(api_client, raw).json()["code"] == "token_reused"
+    # Converted once: presented again by another client (past the conversion's grace
+    # period rule), it is reuse, as for any simplejwt token.
+    thief = APIClient(HTTP_USER_AGENT="thief/1.0", REMOTE_ADDR="198.51.100.7")
+    assert _refresh(thief, raw).json()["code"] == "token_reused"
 
 
 def test_tokens_of_the_new_key_still_convert(switched, api_client, user):
