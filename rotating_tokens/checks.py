@@ -460,7 +460,7 @@ def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     """Settings under which a DPoP-bound token loses its binding somewhere."""
     from rest_framework.settings import api_settings
 
-    from .services import ATOMIC_ADD_CACHES, _state_cache
+    from .services import REPLAY_CACHES, _state_cache
 
     if app_settings.DPOP == "off":
         return []
@@ -478,8 +478,10 @@ def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
                 id="rotating_tokens.W040",
             )
         )
+    # Only a Redis can keep the records out of the database (services.replay_cache),
+    # and only when it does not evict, which the check does not connect to ask.
     cache = _state_cache()
-    shared = cache is not None and (backend_path(cache) in ATOMIC_ADD_CACHES)
+    shared = cache is not None and (backend_path(cache) in REPLAY_CACHES)
     sqlite_atomic = [
         alias
         for alias, database in settings.DATABASES.items()
@@ -488,10 +490,12 @@ def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     if sqlite_atomic and not shared:
         errors.append(
             Warning(
-                "ATOMIC_REQUESTS is on for SQLite and no shared cache remembers used DPoP "
-                "proofs: a request of yours that answers an error rolls back the record of "
-                "its proof, which could then be replayed within its minute.",
-                hint="Set FAMILY_STATE_CACHE to Redis, Memcached or the database cache.",
+                "ATOMIC_REQUESTS is on for SQLite and used DPoP proofs are recorded in the "
+                "database: a request of yours that answers an error rolls back the record "
+                "of its proof, which could then be replayed within its minute.",
+                hint="Set FAMILY_STATE_CACHE to a Redis whose maxmemory-policy is noeviction "
+                "(or without maxmemory), or turn ATOMIC_REQUESTS off. Memcached and the "
+                "database cache evict, so they never hold the records.",
                 id="rotating_tokens.W041",
             )
         )
