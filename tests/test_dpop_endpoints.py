@@ -654,3 +654,29 @@ def test_a_raw_target_that_is_not_the_routed_path_is_ignored(api_client, bound, 
     headers = {"HTTP_AUTHORIZATION": f"DPoP {access}", "REQUEST_URI": "/elsewhere/"}
     proof = key.proof("GET", BASE + ME, access=access)
     assert api_client.get(ME, HTTP_DPOP=proof, **headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("backend", "warned"),
+    [
+        ("django.core.cache.backends.db.DatabaseCache", True),  # culls: never holds them
+        ("django.core.cache.backends.filebased.FileBasedCache", True),
+        ("django.core.cache.backends.redis.RedisCache", False),
+    ],
+)
+def test_atomic_requests_on_sqlite_is_warned_about_unless_redis_can_hold_the_proofs(
+    settings, backend, warned
+):
+    from django.conf import settings as django_settings
+
+    from rotating_tokens.checks import check_dpop_holes
+
+    settings.CACHES = {
+        **settings.CACHES,
+        "state": {"BACKEND": backend, "LOCATION": "redis://127.0.0.1:1/0"},
+    }
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "ATOMIC_REQUESTS": True}
+    with mock.patch.dict(django_settings.DATABASES, {"other": sqlite}):
+        ids = [m.id for m in check_dpop_holes()]
+    assert ("rotating_tokens.W041" in ids) is warned
