@@ -92,7 +92,18 @@ def _fresh_stores() -> Iterator[None]:
 def state_cache(request, settings, tmp_path) -> Iterator[str]:
     _use_state_cache(settings, _cache_config(request.param, tmp_path))
     yield request.param
-    caches["state"].clear()
+    _clear_state_cache()
+
+
+def _clear_state_cache() -> None:
+    cache = caches["state"]
+    if local_state.backend_path(cache).endswith("RedisCache"):
+        # Only this test's keys: clear() would empty the database other tests use.
+        client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+        for key in client.scan_iter(match=f"{cache.key_prefix}:*"):
+            client.delete(key)
+    else:
+        cache.clear()
 
 
 def login(api_client: APIClient, user, password, key: DPoPKey | None = None) -> dict:
@@ -210,13 +221,14 @@ def test_ten_captured_proofs_stay_refused_after_400_requests_on_a_database_cache
 
 @pytest.mark.django_db
 def test_a_proof_used_just_after_a_second_boundary_stays_refused_to_its_last_instant(
-    settings, api_client, user, password
+    own_redis, api_client, user, password
 ):
     # The black-box case: used 62 s after its iat, just after a second boundary, and
     # replayed 2.5 s later, still inside its window (iat + 60 s + 5 s of skew). A
     # fractional timeout (2.95 s) that Redis truncates (2 s) would drop the record at
-    # 64.05 s. A real Redis, since its clock is what drops it.
-    _use_state_cache(settings, _cache_config("redis", Path()))
+    # 64.05 s. A real Redis, since its clock is what drops it: one of the test's own,
+    # which no other test can empty while it waits.
+    own_redis("--maxmemory", "0")
     key = DPoPKey()
     access = _bound(api_client, user, password, key)
     time.sleep(math.ceil(time.time()) - time.time() + 0.05)  # just after a boundary
@@ -261,7 +273,7 @@ def test_database_records_survive_a_purge_while_their_proof_is_acceptable(time_m
 
     time_machine.move_to(datetime.fromtimestamp(iat + 70.5, tz=dt_timezone.utc), tick=False)
     services.purge()
-    assert not UsedDPoPProof.objects.exists()  # and then it goes
+    assert not UsedDPoPProof.objects.filter(key=proof.replay_key).exists()  # then it goes
 
 
 # Redis servers of the test's own, configured as a project's may be ---------------------------
@@ -273,7 +285,7 @@ class OwnRedis:
     def __init__(self, tmp_path: Path, *arguments: str) -> None:
         if shutil.which("redis-server") is None:
             pytest.skip("redis-server is not installed")
-        self.port = next(port for port in range(6440, 6470) if _port_is_free(port))
+        self.port = _free_port()
         self.process = subprocess.Popen(  # noqa: S603  (a fixed program and arguments)
             [
                 shutil.which("redis-server") or "redis-server",
@@ -288,8 +300,10 @@ class OwnRedis:
         self.client = redis.Redis(port=self.port)
         for _ in range(200):
             try:
-                self.client.ping()
-                return
+                # Ours, not another test's that took the port first.
+                if self.client.info("server")["process_id"] == self.process.pid:
+                    return
+                break
             except redis.ConnectionError:
                 if self.process.poll() is not None:
                     break
@@ -307,9 +321,11 @@ class OwnRedis:
         self.process.wait()
 
 
-def _port_is_free(port: int) -> bool:
+def _free_port() -> int:
+    # One the system just handed out: two tests running at once do not pick the same.
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -397,7 +413,8 @@ def test_the_eviction_policy_is_asked_once_per_process(own_redis, monkeypatch):
 def test_a_redis_that_cannot_be_asked_refuses_proofs_until_it_answers(own_redis):
     server = own_redis("--maxmemory", "0")
     server.stop()
+    proof = _proof()
     with pytest.raises(services.ReplayStoreUnavailable):
-        services.proof_is_new(_proof())
-    assert not UsedDPoPProof.objects.exists()  # no switching stores
+        services.proof_is_new(proof)
+    assert not UsedDPoPProof.objects.filter(key=proof.replay_key).exists()  # no switching
     assert services._never_evicts == {}  # asked again next time
