@@ -89,7 +89,9 @@ def dpop_proof(
         proof = verify_proof(
             value,
             method=request.method or "",
-            url=request.build_absolute_uri(request_path(request)),
+            # Scheme and host as Django sees them, then the path as it is: joining
+            # them with urljoin would resolve "//host" and dot segments in it.
+            url=request.build_absolute_uri("/")[:-1] + request_path(request),
             now=time.time(),
             algorithms=app_settings.DPOP_ALGORITHMS,
             max_age=app_settings.DPOP_PROOF_MAX_AGE.total_seconds(),

@@ -680,3 +680,22 @@ def test_atomic_requests_on_sqlite_is_warned_about_unless_redis_can_hold_the_pro
     with mock.patch.dict(django_settings.DATABASES, {"other": sqlite}):
         ids = [m.id for m in check_dpop_holes()]
     assert ("rotating_tokens.W041" in ids) is warned
+
+
+@pytest.mark.parametrize(
+    ("path", "elsewhere"),
+    [("//evil.example/x", "http://evil.example/x"), ("/a/../api/me/", BASE + ME)],
+)
+def test_htu_is_the_requests_own_host_and_path_whatever_the_path_holds(key, path, elsewhere):
+    # Joined with urljoin, "//evil.example/x" is another host, and "/a/../" is resolved.
+    from django.test import RequestFactory
+
+    from rotating_tokens.clients import dpop_proof
+
+    request = RequestFactory().get("/")
+    request.path = request.path_info = path  # as a server hands over "GET //evil.example/x"
+    assert dpop_proof(request) is None
+    request.META["HTTP_DPOP"] = key.proof("GET", elsewhere)
+    assert dpop_proof(request).reason == "htu"
+    request.META["HTTP_DPOP"] = key.proof("GET", BASE + path)
+    assert dpop_proof(request).jkt == key.jkt
