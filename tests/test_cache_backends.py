@@ -220,19 +220,22 @@ def test_ten_captured_proofs_stay_refused_after_400_requests_on_a_database_cache
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(("skew", "age"), [(5, 62), (0, 57)], ids=["skew 5 s", "no skew"])
 def test_a_proof_used_just_after_a_second_boundary_stays_refused_to_its_last_instant(
-    own_redis, api_client, user, password
+    own_redis, settings, api_client, user, password, skew, age
 ):
     # The black-box case: used 62 s after its iat, just after a second boundary, and
     # replayed 2.5 s later, still inside its window (iat + 60 s + 5 s of skew). A
     # fractional timeout (2.95 s) that Redis truncates (2 s) would drop the record at
-    # 64.05 s. A real Redis, since its clock is what drops it: one of the test's own,
-    # which no other test can empty while it waits.
+    # 64.05 s. Without any skew, and so without the margin it adds, the timeout itself
+    # must be rounded up. A real Redis, since its clock is what drops it: one of the
+    # test's own, which no other test can empty while it waits.
     own_redis("--maxmemory", "0")
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP_CLOCK_SKEW": skew}
     key = DPoPKey()
     access = _bound(api_client, user, password, key)
     time.sleep(math.ceil(time.time()) - time.time() + 0.05)  # just after a boundary
-    proof = _me_proof(key, access, iat=math.floor(time.time()) - 62)
+    proof = _me_proof(key, access, iat=math.floor(time.time()) - age)
     assert me(api_client, access, proof).status_code == 200
 
     time.sleep(2.5)
