@@ -125,7 +125,7 @@ def request_path(request: HttpRequest | Request) -> str:
                 raw_path = urlsplit(raw).path
             except ValueError:
                 continue
-            if raw_path.isascii() and unquote(raw_path) == path:
+            if unquote(raw_path) == path:
                 return raw_path
     # Kept as they are: what a path segment may hold (RFC 3986 "pchar"); "%", "?",
     # "#", spaces and non-ASCII characters are encoded.
