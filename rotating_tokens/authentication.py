@@ -17,7 +17,7 @@ from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from . import dpop, keys, legacy
-from .clients import dpop_proof
+from .clients import dpop_proof, log_refused_proof
 from .conf import app_settings
 from .dpop import Proof
 from .exceptions import DPoPError, DPoPInvalid, DPoPRequired, ServiceUnavailable
@@ -90,13 +90,18 @@ class AccessTokenAuthentication(JWTAuthentication):
                 )
             return
         if not dpop_scheme:
+            log_refused_proof(request, "bearer")
             self._refuse(request, DPoPRequired(), proof_refused=False)
         try:
             proof = dpop_proof(request, access_token=raw_token.decode("ascii", "replace"))
         except ReplayStoreUnavailable:
             raise ServiceUnavailable from None
         if not isinstance(proof, Proof) or not hmac.compare_digest(proof.jkt, str(jkt)):
-            # No proof, a refused one, or one by another key.
+            # No proof, a refused one (dpop_proof logged why), or one by another key.
+            if proof is None:
+                log_refused_proof(request, "missing")
+            elif isinstance(proof, Proof):
+                log_refused_proof(request, "jkt")
             self._refuse(request, DPoPInvalid(), proof_refused=True)
 
     def _refuse(self, request: Request, error: DPoPError, *, proof_refused: bool) -> NoReturn:

@@ -589,13 +589,15 @@ def _collect_view(pattern: Any, defaults: set[Any], found: dict[tuple[str, type]
 @register(Tags.security)
 def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Settings under which a DPoP-bound token loses its binding somewhere."""
-    from .services import ATOMIC_ADD_CACHES, _state_cache
+    from .services import REPLAY_CACHES, _state_cache
 
     if app_settings.DPOP == "off":
         return []
     errors: list[CheckMessage] = []
+    # Only a Redis can keep the records out of the database (services.replay_cache),
+    # and only when it does not evict, which the check does not connect to ask.
     cache = _state_cache()
-    shared = cache is not None and (backend_path(cache) in ATOMIC_ADD_CACHES)
+    shared = cache is not None and (backend_path(cache) in REPLAY_CACHES)
     sqlite_atomic = [
         alias
         for alias, database in settings.DATABASES.items()
@@ -604,10 +606,12 @@ def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     if sqlite_atomic and not shared:
         errors.append(
             Warning(
-                "ATOMIC_REQUESTS is on for SQLite and no shared cache remembers used DPoP "
-                "proofs: a request of yours that answers an error rolls back the record of "
-                "its proof, which could then be replayed within its minute.",
-                hint="Set FAMILY_STATE_CACHE to Redis, Memcached or the database cache.",
+                "ATOMIC_REQUESTS is on for SQLite and used DPoP proofs are recorded in the "
+                "database: a request of yours that answers an error rolls back the record "
+                "of its proof, which could then be replayed within its minute.",
+                hint="Set FAMILY_STATE_CACHE to a Redis whose maxmemory-policy is noeviction "
+                "(or without maxmemory), or turn ATOMIC_REQUESTS off. Memcached and the "
+                "database cache evict, so they never hold the records.",
                 id="rotating_tokens.W041",
             )
         )

@@ -11,8 +11,10 @@ anything to its left was written by the client and is never trusted.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit
 
 from django.utils.translation import gettext as _
 
@@ -25,6 +27,8 @@ from .services import Client
 if TYPE_CHECKING:
     from django.http import HttpRequest
     from rest_framework.request import Request
+
+logger = logging.getLogger("rotating_tokens")
 
 
 def client_address(request: HttpRequest | Request) -> str | None:
@@ -85,7 +89,9 @@ def dpop_proof(
         proof = verify_proof(
             value,
             method=request.method or "",
-            url=request.build_absolute_uri(request.path),
+            # Scheme and host as Django sees them, then the path as it is: joining
+            # them with urljoin would resolve "//host" and dot segments in it.
+            url=request.build_absolute_uri("/")[:-1] + request_path(request),
             now=time.time(),
             algorithms=app_settings.DPOP_ALGORITHMS,
             max_age=app_settings.DPOP_PROOF_MAX_AGE.total_seconds(),
@@ -93,7 +99,47 @@ def dpop_proof(
             access_token=access_token,
         )
     except InvalidProof as refused:
+        log_refused_proof(request, refused.reason)
         return refused
     if not services.proof_is_new(proof):
+        log_refused_proof(request, "replay")
         return InvalidProof("replay", _("This DPoP proof was already used."))
     return proof
+
+
+def request_path(request: HttpRequest | Request) -> str:
+    """The request's path as the client wrote it, for comparing with ``htu``.
+
+    Django's ``request.path`` is percent-decoded, so ``/a%2Fb`` and ``/a/b`` are one path
+    there, while RFC 3986 (section 2.2) makes them two: a proof for one must not pass
+    for the other. The server's raw request target (``RAW_URI``, gunicorn;
+    ``REQUEST_URI``, uWSGI and others) keeps the escapes, and is used when it decodes
+    to the path Django routed; otherwise the decoded path is encoded again, which is
+    exact for every path without an encoded reserved character.
+    """
+    path = request.path
+    for name in ("RAW_URI", "REQUEST_URI"):
+        raw = request.META.get(name)
+        if isinstance(raw, str) and raw:
+            try:
+                raw_path = urlsplit(raw).path
+            except ValueError:
+                continue
+            if unquote(raw_path) == path:
+                return raw_path
+    # Kept as they are: what a path segment may hold (RFC 3986 "pchar"); "%", "?",
+    # "#", spaces and non-ASCII characters are encoded.
+    return quote(path, safe="/:@!$&'()*+,;=")
+
+
+def log_refused_proof(request: HttpRequest | Request, reason: str) -> None:
+    """Log why a DPoP proof was refused: ``dpop_invalid`` does not tell the client
+    which check failed, so the log is where it can be found. Never the proof itself,
+    the token, or the query string."""
+    logger.warning(
+        "DPoP proof refused (%s) on %s %r from %s.",
+        reason,
+        request.method,
+        request.path,
+        client_address(request),
+    )

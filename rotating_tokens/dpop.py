@@ -14,7 +14,9 @@ and the request. The caller keeps the ones that need state or the raw request:
   hands over a value with a comma in it, which is refused here as ``format``; a caller
   that can see the separate fields should refuse more than one itself;
 - replay (section 11.1): refuse a ``Proof.replay_key`` already seen, remembering each one
-  until ``Proof.accepted_until``, in a cache every server process shares;
+  until ``Proof.accepted_until`` at least (plus the clock skew between the servers), in a
+  store every server process shares and that never drops a record earlier (a cache that
+  evicts does);
 - nonces (sections 8 and 9): choose when one is required, issue it, and pass the expected
   value as ``nonce=``;
 - the key binding (section 7.1, point 12): pass the ``jkt`` the token is bound to as
@@ -270,7 +272,8 @@ def verify_proof(
 
     Replay is not checked here: the caller must refuse a ``Proof.replay_key`` it has
     already seen, remembering each one until ``Proof.accepted_until`` (at most
-    ``max_age + 2 * leeway`` seconds from now), in a cache all server processes share.
+    ``max_age + 2 * leeway`` seconds from now), in a store all server processes share
+    and that never evicts.
 
     Nothing in the payload is looked at before the signature verifies, so every claim
     check below is about what the key holder really signed.

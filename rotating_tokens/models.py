@@ -249,8 +249,8 @@ class SimpleJWTCutoff(models.Model):
 
 class UsedDPoPProof(models.Model):
     """A DPoP proof already presented, kept until it would be too old to be accepted,
-    so it is never accepted twice. Used when no shared cache with an atomic add() is
-    configured (or the cache fails); see ``services.proof_is_new``."""
+    so it is never accepted twice. Used unless the family-state cache is a Redis that
+    does not evict; see ``services.proof_is_new``."""
 
     key = models.CharField(max_length=64, primary_key=True)  # Proof.replay_key
     expires_at = models.DateTimeField(db_index=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import math
+import os
 import uuid
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -953,14 +955,21 @@ def _cache_call(cache: BaseCache | None, method: str, *args: Any) -> Any:
 
 
 # DPoP proofs are used once ------------------------------------------------------------
+#
+# The record of a used proof must live until the proof can no longer be accepted: a
+# store that drops it earlier lets the proof be replayed. Caches drop entries when
+# they like: Django's DatabaseCache culls a third of its rows (or all of them) past
+# MAX_ENTRIES, Memcached evicts by LRU, Redis evicts under any maxmemory-policy but
+# noeviction. So the records go to the UsedDPoPProof table, which drops nothing, and
+# to the cache only when it is a Redis that this process has seen refuse to evict.
 
-# Cache backends whose add() is atomic: of two processes adding one key, one fails.
-ATOMIC_ADD_CACHES = (
-    "django.core.cache.backends.redis.RedisCache",
-    "django.core.cache.backends.memcached.PyMemcacheCache",
-    "django.core.cache.backends.memcached.PyLibMCCache",
-    "django.core.cache.backends.db.DatabaseCache",
-)
+# Cache backends that can keep replay records: add() is atomic (of two processes adding
+# one key, one fails) and the server can be asked whether it evicts.
+REPLAY_CACHES = ("django.core.cache.backends.redis.RedisCache",)
+
+# Whether each Redis (by pid, backend and servers) keeps every key until it expires, as
+# CONFIG GET answered it once in this process.
+_never_evicts: dict[tuple[Any, ...], bool] = {}
 
 
 class ReplayStoreUnavailable(Exception):
@@ -968,25 +977,81 @@ class ReplayStoreUnavailable(Exception):
     accepted (503), since nothing would stop it being accepted again."""
 
 
+def replay_cache() -> BaseCache | None:
+    """The cache used DPoP proofs are recorded in, or None for the database.
+
+    The family-state cache when it is a Redis whose ``maxmemory-policy`` is
+    ``noeviction`` or that has no ``maxmemory``, as the server said once in this
+    process. A server that refuses CONFIG GET (managed Redis often does) is not
+    trusted. One that cannot be reached is ReplayStoreUnavailable: choosing the
+    database instead would check proofs against the wrong store once it is back.
+    """
+    cache = _state_cache()
+    if cache is None or backend_path(cache) not in REPLAY_CACHES:
+        return None
+    key = (os.getpid(), backend_path(cache), tuple(getattr(cache, "_servers", ())))
+    if key not in _never_evicts:
+        _never_evicts[key] = _redis_never_evicts(cache)
+        if not _never_evicts[key]:
+            logger.warning(
+                "The family-state cache may evict keys (its maxmemory-policy is not "
+                "noeviction, or CONFIG GET is refused): used DPoP proofs are recorded "
+                "in the database instead."
+            )
+    return cache if _never_evicts[key] else None
+
+
+def _redis_never_evicts(cache: BaseCache) -> bool:
+    import redis
+
+    try:
+        client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+        config = client.config_get("maxmemory*")
+    except redis.ResponseError:  # CONFIG refused (renamed, ACL, a managed service)
+        return False
+    except Exception as exc:
+        logger.warning("Cache unavailable for DPoP proofs: proof refused.", exc_info=True)
+        raise ReplayStoreUnavailable from exc
+    policy = config.get("maxmemory-policy")
+    maxmemory = config.get("maxmemory")
+    return policy == "noeviction" or (maxmemory is not None and str(maxmemory) == "0")
+
+
+def replay_record_expiry(proof: Proof) -> datetime:
+    """Until when the record of ``proof`` is kept: past the last instant at which any
+    server process could still accept it.
+
+    ``Proof.accepted_until`` is that instant on this server's clock (``iat`` plus the
+    maximum age plus the clock skew allowed). Another process's clock may be behind
+    this one's, so the skew is allowed once more, and the sum is rounded up to a whole
+    second: Redis (and Memcached) take whole seconds and truncate a fraction, which
+    would drop the record up to a second before the proof stops being accepted.
+    """
+    margin = app_settings.DPOP_CLOCK_SKEW.total_seconds()
+    return datetime.fromtimestamp(math.ceil(proof.accepted_until + margin), tz=dt_timezone.utc)
+
+
 def proof_is_new(proof: Proof, *, now: datetime | None = None) -> bool:
     """Record ``proof`` as used; False if it was already (a replay, RFC 9449 11.1).
 
-    Remembered until it would be too old to be accepted anyway, in one store: the
-    family-state cache when that is shared and its add() atomic (one round trip), or
-    else the database (one INSERT into a unique column). Inside a transaction (the
-    project's ATOMIC_REQUESTS), the INSERT is committed on a connection of its own,
-    so an error answer, which rolls the request's transaction back, cannot take the
-    record with it (except on SQLite, see below).
+    Remembered until no process would accept it anyway (``replay_record_expiry``), in
+    one store, which must never drop it earlier: a Redis that does not evict
+    (``replay_cache``: one round trip), or else the database (one INSERT into a unique
+    column). Inside a transaction (the project's ATOMIC_REQUESTS), the INSERT is
+    committed on a connection of its own, so an error answer, which rolls the
+    request's transaction back, cannot take the record with it (except on SQLite, see
+    below).
 
     If the cache fails, ReplayStoreUnavailable: falling back to the database would
     check a proof against the wrong store (one recorded in the cache would pass again
     in the database, and the other way round when the cache comes back).
     """
     now = now or timezone.now()
-    expires_at = datetime.fromtimestamp(proof.accepted_until, tz=dt_timezone.utc)
-    cache = _state_cache()
-    if cache is not None and backend_path(cache) in ATOMIC_ADD_CACHES:
-        timeout = max(1.0, (expires_at - now).total_seconds())
+    expires_at = replay_record_expiry(proof)
+    cache = replay_cache()
+    if cache is not None:
+        # Whole seconds, rounded up: expires_at is a whole second and now is not.
+        timeout = max(1, math.ceil((expires_at - now).total_seconds()))
         try:
             return bool(cache.add(f"rotating_tokens:dpop:{proof.replay_key}", 1, timeout))
         except Exception as exc:
@@ -997,7 +1062,8 @@ def proof_is_new(proof: Proof, *, now: datetime | None = None) -> bool:
         return _record_proof_on_its_own_connection(db, proof.replay_key, expires_at)
     # SQLite has one writer at a time: a second connection would wait for the
     # request's own transaction. There, under ATOMIC_REQUESTS, an error answer takes
-    # the record with it (rotating_tokens.W041 says so; a shared cache avoids it).
+    # the record with it (rotating_tokens.W041 says so; a Redis that does not evict
+    # avoids it).
     try:
         with transaction.atomic(using=db):
             UsedDPoPProof.objects.using(db).create(key=proof.replay_key, expires_at=expires_at)

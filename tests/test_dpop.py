@@ -248,6 +248,36 @@ def test_jwk_with_private_d_is_refused():
     assert refusal(make_proof(jwk=jwk)).reason == "jwk"
 
 
+@pytest.mark.parametrize("member", ["d", "p", "q", "dp", "dq", "qi", "oth"])
+def test_rsa_jwk_with_any_private_member_is_refused(member):
+    # The public key with one private member added: the signature would verify, so the
+    # only thing refusing it is the private member (RFC 7518 section 6.3.2).
+    jwk = public_jwk(RSA_KEY, "RS256")
+    private = private_jwk(RSA_KEY, "RS256")
+    jwk[member] = private.get(member, [{"r": "AQ", "d": "AQ", "t": "AQ"}])
+    refused = refusal(make_proof(RSA_KEY, "RS256", jwk=jwk), algorithms=("RS256",))
+    assert (refused.reason, refused.message) == (
+        "jwk",
+        "The DPoP proof jwk must not contain a private key.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("private_key", "alg"), [(EC_KEY, "ES256"), (ED_KEY, "EdDSA")], ids=["EC", "OKP"]
+)
+def test_ec_and_okp_jwk_with_the_private_d_is_refused(private_key, alg):
+    jwk = {**public_jwk(private_key, alg), "d": private_jwk(private_key, alg)["d"]}
+    refused = refusal(make_proof(private_key, alg, jwk=jwk), algorithms=(alg,))
+    assert refused.message == "The DPoP proof jwk must not contain a private key."
+
+
+def test_a_symmetric_k_in_the_jwk_is_refused():
+    jwk = {**public_jwk(EC_KEY), "k": b64(b"secret")}
+    assert refusal(make_proof(jwk=jwk)).message == (
+        "The DPoP proof jwk must not contain a private key."
+    )
+
+
 def test_jwk_with_private_okp_d_is_refused():
     proof = make_proof(ED_KEY, "EdDSA", jwk=private_jwk(ED_KEY, "EdDSA"))
     assert refusal(proof).reason == "jwk"
@@ -458,6 +488,24 @@ def test_htu_differing_only_in_host_case_and_default_port_is_accepted():
 def test_htu_differing_only_in_percent_encoding_case_is_accepted():
     proof = make_proof(htu="https://api.example.com/a%2fb/%7euser/")
     verify(proof, url="https://api.example.com/a%2Fb/~user/")
+
+
+@pytest.mark.parametrize(
+    ("htu", "url"),
+    [
+        ("https://api.example.com/a%2Fb", "https://api.example.com/a/b"),
+        ("https://api.example.com/a/b", "https://api.example.com/a%2Fb"),
+        ("https://api.example.com/a%3Fb", "https://api.example.com/a?b"),
+        ("https://api.example.com/a%23b", "https://api.example.com/a#b"),
+        ("https://api.example.com/a%25b", "https://api.example.com/a%b"),
+        ("https://api.example.com/a%3Bb", "https://api.example.com/a;b"),
+        ("https://api.example.com/a%40b", "https://api.example.com/a@b"),
+    ],
+)
+def test_htu_keeps_reserved_characters_percent_encoded(htu, url):
+    # RFC 3986 sections 2.2 and 6.2.2.2: only unreserved characters may be decoded; an
+    # encoded reserved one is another URL ("/a%2Fb" is one segment, "/a/b" two).
+    assert refusal(make_proof(htu=htu), url=url).reason == "htu"
 
 
 def test_empty_htu_path_equals_root():

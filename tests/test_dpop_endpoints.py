@@ -4,6 +4,7 @@ themselves are tested one by one in test_dpop.py."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from unittest import mock
 
@@ -526,3 +527,175 @@ def test_atomic_requests_on_sqlite_without_a_shared_cache_is_warned_about(settin
     with mock.patch.dict(django_settings.DATABASES, {"other": sqlite}):
         assert "rotating_tokens.W041" in [m.id for m in check_dpop_holes()]
     assert "rotating_tokens.W041" not in [m.id for m in check_dpop_holes()]
+
+
+# Why a proof was refused is logged ---------------------------------------------------------
+
+ELSEWHERE = "https://elsewhere.example/"  # a proof made for another URL: reason "htu"
+API_CLIENT_IP = "203.0.113.10"  # the api_client fixture's REMOTE_ADDR
+
+
+@pytest.fixture
+def proof_log(caplog):
+    caplog.set_level(logging.WARNING, logger="rotating_tokens")
+    return caplog
+
+
+def refusals(caplog) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "rotating_tokens" and r.getMessage().startswith("DPoP proof refused (")
+    ]
+
+
+def _session_exchange(user, key: DPoPKey):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    browser.get("/admin/login/")  # sets the csrftoken cookie
+    return browser.post(
+        "/api/auth/token/session/",
+        HTTP_X_CSRFTOKEN=browser.cookies["csrftoken"].value,
+        content_type="application/json",
+        HTTP_DPOP=key.proof("POST", ELSEWHERE),
+    )
+
+
+@pytest.mark.parametrize("endpoint", ["login", "refresh", "logout", "session", "access"])
+def test_every_refused_proof_is_logged_with_its_reason_and_no_secret(
+    api_client, bound, key, user, password, proof_log, endpoint, settings
+):
+    proof = key.proof("POST" if endpoint != "access" else "GET", ELSEWHERE, access=bound["access"])
+    proof_log.clear()
+    if endpoint == "login":
+        path, expected = OBTAIN, 400
+        response = api_client.post(
+            OBTAIN,
+            {"username": user.username, "password": password},
+            format="json",
+            HTTP_DPOP=proof,
+        )
+    elif endpoint == "refresh":
+        path, expected = REFRESH, 400
+        response = api_client.post(
+            REFRESH, {"refresh": bound["refresh"]}, format="json", HTTP_DPOP=proof
+        )
+    elif endpoint == "logout":
+        path, expected = LOGOUT, 204
+        response = api_client.post(
+            LOGOUT, {"refresh": bound["refresh"]}, format="json", HTTP_DPOP=proof
+        )
+    elif endpoint == "session":
+        path, expected = "/api/auth/token/session/", 400
+        settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "TRANSPORT": "body"}
+        response = _session_exchange(user, key)
+        proof = response.wsgi_request.META["HTTP_DPOP"]
+    else:
+        path, expected = ME, 401
+        response = api_client.get(ME, HTTP_AUTHORIZATION=f"DPoP {bound['access']}", HTTP_DPOP=proof)
+    assert response.status_code == expected, response.content
+    method = "GET" if endpoint == "access" else "POST"
+    ip = response.wsgi_request.META["REMOTE_ADDR"]
+    assert f"DPoP proof refused (htu) on {method} '{path}' from {ip}." in refusals(proof_log)
+    for secret in (proof, bound["access"], bound["refresh"], password):
+        assert secret not in proof_log.text
+    assert TokenFamily.objects.filter(revoked_at__isnull=False).count() == 0
+
+
+def test_an_access_proof_by_another_key_is_logged_as_such(api_client, bound, proof_log):
+    other = DPoPKey()
+    me(api_client, bound["access"], other)
+    assert refusals(proof_log) == [f"DPoP proof refused (jkt) on GET '{ME}' from {API_CLIENT_IP}."]
+
+
+def test_a_replayed_access_proof_is_logged_as_a_replay(api_client, bound, key, proof_log):
+    proof = key.proof("GET", BASE + ME, access=bound["access"])
+    headers = {"HTTP_AUTHORIZATION": f"DPoP {bound['access']}", "HTTP_DPOP": proof}
+    assert api_client.get(ME, **headers).status_code == 200
+    assert refusals(proof_log) == []
+    assert_error(api_client.get(ME, **headers), 401, "dpop_invalid")
+    assert refusals(proof_log) == [
+        f"DPoP proof refused (replay) on GET '{ME}' from {API_CLIENT_IP}."
+    ]
+
+
+@pytest.mark.parametrize(("scheme", "reason"), [("DPoP", "missing"), ("Bearer", "bearer")])
+def test_a_bound_access_token_without_a_proof_is_logged(
+    api_client, bound, proof_log, scheme, reason
+):
+    me(api_client, bound["access"], scheme=scheme)
+    assert refusals(proof_log) == [
+        f"DPoP proof refused ({reason}) on GET '{ME}' from {API_CLIENT_IP}."
+    ]
+
+
+# htu and the path as the client wrote it ------------------------------------------------------
+
+
+def test_htu_is_compared_with_the_path_the_client_wrote(api_client, bound, key):
+    # Django decodes "/api/me%2F" to "/api/me/" and routes it there; the raw request
+    # target (gunicorn's RAW_URI) keeps the escape, so a proof for "/api/me/" is not one
+    # for it (RFC 3986 section 2.2).
+    access = bound["access"]
+    headers = {"HTTP_AUTHORIZATION": f"DPoP {access}", "RAW_URI": "/api/me%2F"}
+    for_other_path = key.proof("GET", BASE + "/api/me/", access=access)
+    refused = api_client.get("/api/me%2F", HTTP_DPOP=for_other_path, **headers)
+    assert_error(refused, 401, "dpop_invalid")
+    for_this_path = key.proof("GET", BASE + "/api/me%2F", access=access)
+    assert api_client.get("/api/me%2F", HTTP_DPOP=for_this_path, **headers).status_code == 200
+
+
+def test_a_raw_target_that_is_not_the_routed_path_is_ignored(api_client, bound, key):
+    # A server (or a proxy rewriting the path) whose raw target does not decode to the
+    # path Django routed: the routed path, encoded again, is what htu must be.
+    access = bound["access"]
+    headers = {"HTTP_AUTHORIZATION": f"DPoP {access}", "REQUEST_URI": "/elsewhere/"}
+    proof = key.proof("GET", BASE + ME, access=access)
+    assert api_client.get(ME, HTTP_DPOP=proof, **headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("backend", "warned"),
+    [
+        ("django.core.cache.backends.db.DatabaseCache", True),  # culls: never holds them
+        ("django.core.cache.backends.filebased.FileBasedCache", True),
+        ("django.core.cache.backends.redis.RedisCache", False),
+    ],
+)
+def test_atomic_requests_on_sqlite_is_warned_about_unless_redis_can_hold_the_proofs(
+    settings, backend, warned
+):
+    from django.conf import settings as django_settings
+
+    from rotating_tokens.checks import check_dpop_holes
+
+    settings.CACHES = {
+        **settings.CACHES,
+        "state": {"BACKEND": backend, "LOCATION": "redis://127.0.0.1:1/0"},
+    }
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "ATOMIC_REQUESTS": True}
+    with mock.patch.dict(django_settings.DATABASES, {"other": sqlite}):
+        ids = [m.id for m in check_dpop_holes()]
+    assert ("rotating_tokens.W041" in ids) is warned
+
+
+@pytest.mark.parametrize(
+    ("path", "elsewhere"),
+    [("//evil.example/x", "http://evil.example/x"), ("/a/../api/me/", BASE + ME)],
+)
+def test_htu_is_the_requests_own_host_and_path_whatever_the_path_holds(key, path, elsewhere):
+    # Joined with urljoin, "//evil.example/x" is another host, and "/a/../" is resolved.
+    from django.test import RequestFactory
+
+    from rotating_tokens.clients import dpop_proof
+
+    request = RequestFactory().get("/")
+    request.path = request.path_info = path  # as a server hands over "GET //evil.example/x"
+    assert dpop_proof(request) is None
+    request.META["HTTP_DPOP"] = key.proof("GET", elsewhere)
+    assert dpop_proof(request).reason == "htu"
+    request.META["HTTP_DPOP"] = key.proof("GET", BASE + path)
+    assert dpop_proof(request).jkt == key.jkt

@@ -48,16 +48,25 @@ class Signing:
     def __init__(self, settings, monkeypatch, algorithm: str) -> None:
         self.settings, self.monkeypatch, self.algorithm = settings, monkeypatch, algorithm
 
-    def use(self, private_key, *, fallbacks: tuple[str, ...] = ()) -> str:
+    def use(
+        self,
+        private_key,
+        *,
+        fallbacks: tuple[str, ...] = (),
+        audience: str | None = None,
+        issuer: str | None = None,
+    ) -> str:
         private, public = pem_pair(private_key)
         self.settings.SIMPLE_JWT = {
             "ALGORITHM": self.algorithm,
             "SIGNING_KEY": private,
             "VERIFYING_KEY": public,
+            "AUDIENCE": audience,
+            "ISSUER": issuer,
         }
         self.monkeypatch.setattr(
             "rest_framework_simplejwt.state.token_backend",
-            TokenBackend(self.algorithm, private, public),
+            TokenBackend(self.algorithm, private, public, audience=audience, issuer=issuer),
         )
         self.settings.ROTATING_TOKENS = {
             **self.settings.ROTATING_TOKENS,
@@ -214,3 +223,114 @@ def test_pyjwkclient_verifies_live_tokens_before_and_after_a_key_rotation(
     after = login()
     assert jwt.get_unverified_header(after)["kid"] != jwt.get_unverified_header(before)["kid"]
     assert verify(after)["user_id"] == verify(before)["user_id"] == str(user.pk)
+
+
+# Fallback keys verify as the current key does -------------------------------------------
+
+AUDIENCE, ISSUER = "https://api.example", "https://auth.example"
+
+
+def _resigned(access: str, private_key, algorithm: str, **changes) -> str:
+    """``access`` with claims changed (None: removed), signed again by its own key."""
+    claims = jwt.decode(access, options={"verify_signature": False})
+    for name, value in changes.items():
+        if value is None:
+            claims.pop(name, None)
+        else:
+            claims[name] = value
+    private, _ = pem_pair(private_key)
+    headers = {"kid": jwt.get_unverified_header(access)["kid"]}
+    return jwt.encode(claims, private, algorithm=algorithm, headers=headers)
+
+
+def _me(api_client, access: str) -> tuple[int, str | None]:
+    response = api_client.get(ME, HTTP_AUTHORIZATION=f"Bearer {access}")
+    return response.status_code, response.json().get("code")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"aud": "https://other.example"},
+        {"aud": None},
+        {"iss": "https://other.example"},
+        {"iss": None},
+    ],
+    ids=["wrong aud", "no aud", "wrong iss", "no iss"],
+)
+def test_a_fallback_key_token_needs_the_audience_and_issuer(
+    api_client, settings, monkeypatch, user, client_info, changes
+):
+    signing = Signing(settings, monkeypatch, "ES256")
+    old_key = GENERATORS["ES256"]()
+    old_public = signing.use(old_key, audience=AUDIENCE, issuer=ISSUER)
+    access = services.start_family(user, client_info).access
+    assert jwt.decode(access, options={"verify_signature": False})["aud"] == AUDIENCE
+    altered = _resigned(access, old_key, "ES256", **changes)
+
+    signing.use(GENERATORS["ES256"](), fallbacks=(old_public,), audience=AUDIENCE, issuer=ISSUER)
+    assert _me(api_client, _resigned(access, old_key, "ES256")) == (200, None)
+    assert _me(api_client, altered) == (401, "token_not_valid")
+
+
+@pytest.fixture
+def fallback_verifications(monkeypatch) -> list[str]:
+    """The verifying keys of the fallback verifications, in order (the current key's
+    are left out: a token that names a fallback key still tries it first)."""
+    from rest_framework_simplejwt import state
+
+    seen: list[str] = []
+    decode = TokenBackend.decode
+
+    def counting(self, token, verify=True):
+        if self is not state.token_backend:
+            seen.append(self.verifying_key)
+        return decode(self, token, verify)
+
+    monkeypatch.setattr(TokenBackend, "decode", counting)
+    return seen
+
+
+def test_with_two_fallback_keys_the_kid_picks_the_one_verifying(
+    api_client, settings, monkeypatch, user, client_info, fallback_verifications
+):
+    signing = Signing(settings, monkeypatch, "ES256")
+    first_key, second_key = GENERATORS["ES256"](), GENERATORS["ES256"]()
+    first_public = signing.use(first_key)
+    by_first = services.start_family(user, client_info).access
+    second_public = signing.use(second_key)
+    by_second = services.start_family(user, client_info).access
+    signing.use(GENERATORS["ES256"](), fallbacks=(first_public, second_public))
+
+    assert _me(api_client, by_second) == (200, None)
+    assert fallback_verifications == [second_public]  # the first key is never tried
+    fallback_verifications.clear()
+    assert _me(api_client, by_first) == (200, None)
+    assert fallback_verifications == [first_public]
+
+    # Signed by the first key but naming the second: the kid picks the key, which fails.
+    fallback_verifications.clear()
+    claims = jwt.decode(by_first, options={"verify_signature": False})
+    private, _ = pem_pair(first_key)
+    misnamed = jwt.encode(
+        claims, private, algorithm="ES256", headers={"kid": thumbprint(second_public, "ES256")}
+    )
+    assert _me(api_client, misnamed) == (401, "token_not_valid")
+    assert fallback_verifications == [second_public]
+
+
+@pytest.mark.parametrize("kid", ["unknown", None], ids=["unknown kid", "no kid"])
+def test_a_token_naming_no_fallback_key_costs_no_fallback_verification(
+    api_client, settings, monkeypatch, user, client_info, fallback_verifications, kid
+):
+    signing = Signing(settings, monkeypatch, "ES256")
+    stranger = GENERATORS["ES256"]()
+    signing.use(stranger)
+    access = services.start_family(user, client_info).access
+    olds = [signing.use(GENERATORS["ES256"]()) for _ in range(2)]
+    signing.use(GENERATORS["ES256"](), fallbacks=tuple(olds))
+    claims = jwt.decode(access, options={"verify_signature": False})
+    private, _ = pem_pair(stranger)
+    token = jwt.encode(claims, private, algorithm="ES256", headers={"kid": kid} if kid else None)
+    assert _me(api_client, token) == (401, "token_not_valid")
+    assert fallback_verifications == []
