@@ -555,35 +555,43 @@ def _foreign_jwt_authentications(classes: Any) -> list[type]:
 def _views_with_foreign_jwt_authentication() -> list[tuple[str, type]]:
     """(view, class) for each DRF view of the URLconf whose own
     ``authentication_classes`` has one (a view that keeps the default is covered by
-    the DEFAULT_AUTHENTICATION_CLASSES warning). Views found only by walking the
-    URLconf: one the project builds at request time is out of reach."""
-    from django.urls import URLPattern, URLResolver, get_resolver
+    the DEFAULT_AUTHENTICATION_CLASSES warning)."""
     from rest_framework.settings import api_settings
 
+    defaults: set[Any] = set(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
     found: dict[tuple[str, type], None] = {}  # ordered, without duplicates
+    for view in _url_views():
+        classes = getattr(view, "authentication_classes", None)
+        if not isinstance(classes, (list, tuple)):
+            continue
+        for cls in _foreign_jwt_authentications(classes):
+            if cls not in defaults:
+                found[(_dotted(view), cls)] = None
+    return list(found)
+
+
+def _url_views() -> list[type]:
+    """The class of every class-based view the URLconf routes to, in URLconf order,
+    each once. Only views found by walking the URLconf: one the project builds at
+    request time is out of reach."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    views: dict[type, None] = {}
     try:
-        defaults: set[Any] = set(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
         stack = list(get_resolver().url_patterns)[::-1]
         while stack:
             pattern = stack.pop()
             if isinstance(pattern, URLResolver):
                 stack.extend(list(pattern.url_patterns)[::-1])
             elif isinstance(pattern, URLPattern):
-                _collect_view(pattern, defaults, found)
+                # DRF's as_view() sets ``cls`` (viewsets too); Django's ``view_class``.
+                callback = pattern.callback
+                view = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
+                if isinstance(view, type):
+                    views[view] = None
     except Exception:
         return []  # a URLconf that does not import: Django's own URL checks say so
-    return list(found)
-
-
-def _collect_view(pattern: Any, defaults: set[Any], found: dict[tuple[str, type], None]) -> None:
-    # DRF's as_view() sets ``cls`` (viewsets too); Django's sets ``view_class``.
-    view = getattr(pattern.callback, "cls", None) or getattr(pattern.callback, "view_class", None)
-    classes = getattr(view, "authentication_classes", None)
-    if view is None or not isinstance(classes, (list, tuple)):
-        return
-    for cls in _foreign_jwt_authentications(classes):
-        if cls not in defaults:
-            found[(_dotted(view), cls)] = None
+    return list(views)
 
 
 @register(Tags.security)
@@ -658,7 +666,63 @@ def check_migration(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
     errors.extend(_check_simplejwt_refresh_lifetime(user_settings or {}))
     errors.extend(_check_simplejwt_legacy_keys(user_settings or {}))
     errors.extend(_check_transition_transport())
+    errors.extend(_check_simplejwt_views())
+    errors.extend(_check_user_id_field())
     return errors
+
+
+def _check_simplejwt_views() -> list[CheckMessage]:
+    """simplejwt's own token views still routed: they issue and refresh simplejwt
+    tokens beside the app's, which no family, rotation or revocation ever covers (and
+    during the transition, its refresh view would keep old tokens alive instead of
+    converting them)."""
+    from rest_framework_simplejwt.views import TokenViewBase
+
+    return [
+        Warning(
+            f"The URLconf routes to {_dotted(view)}: simplejwt's own view issues, refreshes "
+            "or checks simplejwt tokens beside this app's, outside any family, so logout, "
+            "reuse detection and revocation never reach them.",
+            hint="Mount rotating_tokens.simplejwt_urls at simplejwt's old prefix instead "
+            "(README, 'Migrating from simplejwt').",
+            id="rotating_tokens.W063",
+        )
+        for view in _url_views()
+        if issubclass(view, TokenViewBase)
+    ]
+
+
+def _check_user_id_field() -> list[CheckMessage]:
+    """Access tokens name their user by SIMPLE_JWT's USER_ID_FIELD, and the family check
+    compares it with the family's owner: a field that two users may share (Django's
+    ``email``) would let a token of one pass as the other's, and simplejwt's own lookup
+    of the user fails with a 500 on it."""
+    from django.contrib.auth import get_user_model
+    from django.core.exceptions import FieldDoesNotExist
+    from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
+
+    name = simplejwt_settings.USER_ID_FIELD
+    model = get_user_model()
+    if name == "pk":
+        return []
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        problem = "is not a field of"
+    else:
+        concrete = getattr(field, "concrete", False) and not field.many_to_many
+        problem = "" if concrete and field.unique else "is not a unique field of"
+    if not problem:
+        return []
+    return [
+        Error(
+            f'SIMPLE_JWT["USER_ID_FIELD"] ({name!r}) {problem} {model._meta.label}: access '
+            "tokens name their user by it, so it must name exactly one user.",
+            hint="Use the primary key (simplejwt's default) or a unique field that never "
+            "changes, such as a UUID.",
+            id="rotating_tokens.E064",
+        )
+    ]
 
 
 def _transition_is_over() -> bool:

@@ -347,3 +347,56 @@ def test_transport_both_after_the_transition_is_warned_about(
     )
 
     assert _ids(check_migration()) == (["rotating_tokens.W062"] if warned else [])
+
+
+# W063: simplejwt's own token views still routed ---------------------------------------
+
+
+def simplejwt_views_urlconf():
+    from rest_framework_simplejwt import views as simplejwt_views
+
+    return [
+        path("api/token/refresh/", simplejwt_views.TokenRefreshView.as_view()),
+        path("api/auth/", include("rotating_tokens.urls")),
+        path("compat/", include("rotating_tokens.simplejwt_urls")),
+    ]
+
+
+class SimpleJWTViewsURLconf:
+    urlpatterns = simplejwt_views_urlconf()
+
+
+def test_simplejwt_token_views_still_routed_are_warned_about():
+    with override_settings(ROOT_URLCONF=SimpleJWTViewsURLconf):
+        messages = [m for m in check_migration() if m.id == "rotating_tokens.W063"]
+
+    # simplejwt's refresh view only: the app's views and its simplejwt-compatible URLs
+    # are silent.
+    assert len(messages) == 1
+    assert "rest_framework_simplejwt.views.TokenRefreshView" in messages[0].msg
+
+
+def test_the_apps_simplejwt_compatible_urls_are_silent():
+    class URLconf:
+        urlpatterns = [path("api/token/", include("rotating_tokens.simplejwt_urls"))]
+
+    with override_settings(ROOT_URLCONF=URLconf):
+        assert "rotating_tokens.W063" not in _ids(check_migration())
+
+
+# E064: SIMPLE_JWT["USER_ID_FIELD"] must name exactly one user ---------------------------
+
+
+@pytest.mark.parametrize("field", ["email", "first_name", "no_such_field", "groups"])
+def test_a_user_id_field_that_is_not_unique_is_an_error(field):
+    with override_settings(SIMPLE_JWT={"USER_ID_FIELD": field}):
+        messages = [m for m in check_migration() if m.id == "rotating_tokens.E064"]
+
+    assert len(messages) == 1
+    assert repr(field) in messages[0].msg
+
+
+@pytest.mark.parametrize("field", ["id", "pk", "username"])
+def test_a_unique_user_id_field_is_silent(field):
+    with override_settings(SIMPLE_JWT={"USER_ID_FIELD": field}):
+        assert "rotating_tokens.E064" not in _ids(check_migration())
