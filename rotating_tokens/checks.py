@@ -710,8 +710,8 @@ def _check_user_id_field() -> list[CheckMessage]:
     except FieldDoesNotExist:
         problem = "is not a field of"
     else:
-        concrete = getattr(field, "concrete", False) and not field.many_to_many
-        problem = "" if concrete and field.unique else "is not a unique field of"
+        unique = getattr(field, "concrete", False) and getattr(field, "unique", False)
+        problem = "" if unique and not field.many_to_many else "is not a unique field of"
     if not problem:
         return []
     return [
