@@ -145,7 +145,7 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
             # answer, next to the bound tokens): alone it reaches no authenticated
             # session, only with the family's access token and a proof by its key. An
             # empty session rather than "gone" (410): a refresh still works with it.
-            return _session_store()
+            return _unproven_session()
         # So that a password change made through this request spares its own family,
         # as it does on requests that AccessTokenAuthentication authenticated.
         services.set_current_family(family_id)
@@ -268,9 +268,28 @@ def _session_engine() -> str:
     return engine
 
 
+_UNPROVEN_SESSION_KEY = "_rotating_tokens_unproven"
+
+
 def _session_store(session_key: str | None = None) -> SessionBase:
     store: SessionBase = import_module(_session_engine()).SessionStore(session_key)
     return store
+
+
+def _unproven_session() -> SessionBase:
+    """A session with no user in it, for a bound family's session token presented
+    without its proof. Not empty: allauth answers an empty one (falsy from Django 6.1
+    on) with 410 Gone, which would tell the client its session is over. Never saved,
+    so it holds nothing and creates no row."""
+    store = _session_store()
+    store[_UNPROVEN_SESSION_KEY] = True
+    store.modified = False
+    store.save = _never_saved  # type: ignore[method-assign]
+    return store
+
+
+def _never_saved(*args: Any, **kwargs: Any) -> None:
+    return None
 
 
 def _session_key(family_id: Any, secret: str | bytes | None = None) -> str:
