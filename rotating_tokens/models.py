@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 
+# The longest name a user can give one of their sessions.
+NAME_MAX_LENGTH = 64
+
+
 class RevokeReason(models.TextChoices):
     LOGOUT = "logout", _("logout")
     LOGOUT_ALL = "logout_all", _("logout everywhere")
@@ -86,6 +90,11 @@ class TokenFamily(models.Model):
     # The RFC 7638 thumbprint of the DPoP key the family is bound to (not secret),
     # or "" for a family of bearer tokens.
     dpop_jkt = models.CharField(_("DPoP key thumbprint"), max_length=64, blank=True, default="")
+    # False: the login said "remember": false. The family lives SESSION_FAMILY_LIFETIME
+    # and its refresh cookie, on every refresh too, is a session cookie.
+    remember = models.BooleanField(_("remembered"), default=True)
+    # What its owner calls the device ("Work laptop"); plain text, escaped when shown.
+    name = models.CharField(_("name"), max_length=NAME_MAX_LENGTH, blank=True, default="")
 
     objects: ClassVar[TokenFamilyQuerySet] = TokenFamilyQuerySet.as_manager()  # type: ignore[assignment]
 

@@ -81,6 +81,12 @@ class TokenPair:
         """How the access token is presented: "DPoP" (with a proof) or "Bearer"."""
         return "DPoP" if self.family.is_bound else "Bearer"
 
+    @property
+    def remember(self) -> bool:
+        """False for a login that said ``"remember": false``: its refresh cookie is
+        a session cookie."""
+        return self.family.remember
+
     def __repr__(self) -> str:
         return f"TokenPair(family={self.family.pk}, refresh_expires_at={self.refresh_expires_at})"
 
@@ -94,19 +100,26 @@ def start_family(
     *,
     now: datetime | None = None,
     dpop: Proof | None = None,
+    remember: bool = True,
 ) -> TokenPair:
     """Log ``user`` in: a new family with its first refresh token, and an access token.
 
     With a verified DPoP proof, the family is bound to its key for good: every refresh
-    and every use of its access tokens will need a proof signed with that key."""
+    and every use of its access tokens will need a proof signed with that key.
+
+    ``remember=False`` ("remember me" unticked): the family lives
+    ``SESSION_FAMILY_LIFETIME``, idles out after ``SESSION_REFRESH_TOKEN_LIFETIME``,
+    and its refresh cookie is a session cookie, which ends when the browser closes."""
     now = now or timezone.now()
+    lifetime = app_settings.FAMILY_LIFETIME if remember else app_settings.SESSION_FAMILY_LIFETIME
     family = TokenFamily(
         user=user,  # type: ignore[misc]  # any AUTH_USER_MODEL; the stubs assume auth.User
         created_at=now,
-        expires_at=now + app_settings.FAMILY_LIFETIME,
+        expires_at=now + lifetime,
         ip_address=client.ip_address,
         user_agent=client.user_agent,
         dpop_jkt=dpop.jkt if dpop is not None else "",
+        remember=remember,
     )
     token, raw = _new_token(family, client, now)
     db = router.db_for_write(TokenFamily)
@@ -442,7 +455,7 @@ def _new_token(
         lookup_key=parsed.lookup_key,
         secret_hash=hash_secret(parsed.secret),
         issued_at=now,
-        expires_at=min(now + app_settings.REFRESH_TOKEN_LIFETIME, family.expires_at),
+        expires_at=min(now + _refresh_token_lifetime(family), family.expires_at),
         rotated_from=rotated_from,
         ip_address=client.ip_address,
         user_agent=client.user_agent,
@@ -452,6 +465,13 @@ def _new_token(
             raw, parent_secret=parent_secret, lookup_key=parsed.lookup_key
         )
     return token, raw
+
+
+def _refresh_token_lifetime(family: TokenFamily) -> timedelta:
+    """How long a refresh token of ``family`` lives: its idle timeout."""
+    if family.remember:
+        return app_settings.REFRESH_TOKEN_LIFETIME
+    return app_settings.SESSION_REFRESH_TOKEN_LIFETIME
 
 
 def _token_pair(
@@ -571,6 +591,20 @@ def logout(
 
 def logout_all(user: AbstractBaseUser, *, now: datetime | None = None) -> int:
     return revoke_families(TokenFamily.objects.for_user(user), RevokeReason.LOGOUT_ALL, now=now)
+
+
+# Names --------------------------------------------------------------------------------
+
+
+def rename_family(family: TokenFamily, name: str) -> None:
+    """Give one of a user's sessions the name they know it by ("Work laptop").
+
+    Only the name is written: a concurrent refresh or revocation of the family is
+    never undone by it. The caller checks the name (``serializers.SessionNameSerializer``)."""
+    TokenFamily.objects.using(router.db_for_write(TokenFamily)).filter(pk=family.pk).update(
+        name=name
+    )
+    family.name = name
 
 
 # The family of the request being served ----------------------------------------------

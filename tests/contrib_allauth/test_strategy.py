@@ -514,3 +514,58 @@ def test_logout_of_a_session_without_a_family_revokes_nothing(user):
 
     family.refresh_from_db()
     assert family.revoked_at is None
+
+
+# Remember me ----------------------------------------------------------------------------
+
+
+def test_login_with_remember_false_starts_a_family_that_is_not_remembered(app, user):
+    response = _post(
+        app, "/auth/login", {"username": user.username, "password": PASSWORD, "remember": False}
+    )
+
+    assert response.status_code == 200, response.json()
+    family = TokenFamily.objects.get(user=user)
+    assert family.remember is False
+    assert family.expires_at - family.created_at == timedelta(hours=12)
+    # allauth's session ends with the family.
+    session = SessionStore(response.json()["meta"]["session_token"])
+    assert abs(session.get_expiry_date() - family.expires_at) < timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("said", [{}, {"remember": True}, {"remember": "false"}])
+def test_login_is_remembered_unless_it_says_false(app, user, said):
+    _post(app, "/auth/login", {"username": user.username, "password": PASSWORD, **said})
+
+    assert TokenFamily.objects.get(user=user).remember is True
+
+
+def test_remember_false_of_the_login_holds_through_the_mfa_stage(app, totp_user, time_machine):
+    time_machine.move_to(timezone.now(), tick=False)
+    response = _post(
+        app,
+        "/auth/login",
+        {"username": totp_user.username, "password": PASSWORD, "remember": False},
+    )
+    assert response.status_code == 401
+    session_token = response.json()["meta"]["session_token"]
+
+    response = _post(
+        app, "/auth/2fa/authenticate", {"code": _totp_code()}, X_Session_Token=session_token
+    )
+
+    assert response.status_code == 200, response.json()
+    assert TokenFamily.objects.get(user=totp_user).remember is False
+
+
+@pytest.mark.parametrize(("setting", "remembered"), [(True, True), (False, False)])
+def test_account_session_remember_decides_when_set(app, user, settings, setting, remembered):
+    settings.ACCOUNT_SESSION_REMEMBER = setting
+
+    _post(
+        app,
+        "/auth/login",
+        {"username": user.username, "password": PASSWORD, "remember": not remembered},
+    )
+
+    assert TokenFamily.objects.get(user=user).remember is remembered
