@@ -27,7 +27,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from . import keys, legacy, local_state, signals, sql
+from . import keys, legacy, local_state, notices, signals, sql
 from .conf import app_settings
 from .crypto import (
     MalformedToken,
@@ -131,6 +131,7 @@ def start_family(
             family.save(using=db, force_insert=True)
             token.save(using=db, force_insert=True)
     signals.tokens_issued.send(sender=TokenFamily, family=family, user=user, token=token)
+    notices.login_started(user, family, now=now)
     if app_settings.MAX_FAMILIES_PER_USER:
         _evict_families(user, keep=family, limit=app_settings.MAX_FAMILIES_PER_USER, now=now)
     return _token_pair(user, family, token, raw, now)
