@@ -81,9 +81,7 @@ def login_started(user: AbstractBaseUser, family: TokenFamily, *, now: datetime)
         )
 
 
-def _is_new_device(
-    user: AbstractBaseUser, family: TokenFamily, now: datetime
-) -> tuple[bool, bool]:
+def _is_new_device(user: AbstractBaseUser, family: TokenFamily, now: datetime) -> tuple[bool, bool]:
     """(new device, first login of the user)."""
     recent = set(
         RefreshToken.objects.for_user(user)
