@@ -84,6 +84,13 @@ def _seconds(value: Any) -> Any:
     return value
 
 
+def _at_most(value: Any, limit: Any) -> Any:
+    """The shorter of two lifetimes (anything that is not one as it is, for the checks)."""
+    if isinstance(value, timedelta) and isinstance(limit, timedelta):
+        return min(value, limit)
+    return value
+
+
 def _callable(value: Any) -> Any:
     """A callable, or the dotted path of one (imported on use: settings are read live,
     and the import system caches the module)."""
@@ -120,14 +127,14 @@ class Settings:
         cookie, which the browser drops when it closes; but browsers that restore
         the last session keep session cookies for days, so the server ends the
         family anyway: 12 hours, a working day on a shared computer."""
-        return min(_seconds(self._get("SESSION_FAMILY_LIFETIME")), self.FAMILY_LIFETIME)
+        return _at_most(_seconds(self._get("SESSION_FAMILY_LIFETIME")), self.FAMILY_LIFETIME)
 
     @property
     def SESSION_REFRESH_TOKEN_LIFETIME(self) -> timedelta:
         """The idle timeout of such a family: how long each of its refresh tokens
         lives (never longer than ``REFRESH_TOKEN_LIFETIME``). An open page refreshes
         every few minutes; an hour without one means the page is gone."""
-        return min(
+        return _at_most(
             _seconds(self._get("SESSION_REFRESH_TOKEN_LIFETIME")), self.REFRESH_TOKEN_LIFETIME
         )
 
