@@ -172,10 +172,12 @@ def test_a_name_that_is_too_long_empty_or_not_a_string_is_a_400(api_client, user
     assert TokenFamily.objects.get(pk=laptop.family.pk).name == "Before"
 
 
-def test_a_name_of_64_characters_is_taken(api_client, user):
+@pytest.mark.parametrize("name", ["é" * 64, "Work 💻", "Téléphone de Zoë"])
+def test_names_up_to_64_characters_of_any_script_are_taken(api_client, user, name):
     laptop = login(user)
 
-    assert rename(api_client, laptop, laptop.family.pk, "é" * 64).status_code == 200
+    assert rename(api_client, laptop, laptop.family.pk, name).status_code == 200
+    assert TokenFamily.objects.get(pk=laptop.family.pk).name == name
 
 
 def test_a_body_without_a_name_is_a_400(api_client, user):
