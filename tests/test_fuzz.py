@@ -259,7 +259,9 @@ def test_any_session_name_is_a_documented_answer_and_only_a_valid_one_is_stored(
         family.user, family, live_token, live_token.raw, family.created_at
     )
     # A user agent of anything still describes a device (GET sessions/ never fails).
-    RefreshToken.objects.filter(pk=live_token.pk).update(user_agent=user_agent[:512])
+    # (As clients.py stores it: without NUL, which PostgreSQL refuses.)
+    agent = user_agent.replace("\x00", "")[:512]
+    RefreshToken.objects.filter(pk=live_token.pk).update(user_agent=agent)
     TokenFamily.objects.filter(pk=family.pk).update(name="Before")  # each example afresh
     path = f"/api/auth/sessions/{family.pk}/"
     response = api_client.generic(
