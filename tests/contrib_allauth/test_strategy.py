@@ -29,6 +29,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from rotating_tokens import services
 from rotating_tokens.contrib.allauth.strategy import (
     FAMILY_SESSION_KEY,
+    REMEMBER_SESSION_KEY,
     RotatingTokenStrategy,
     _move_session,
     revoke_family_on_logout,
@@ -556,6 +557,9 @@ def test_remember_false_of_the_login_holds_through_the_mfa_stage(app, totp_user,
 
     assert response.status_code == 200, response.json()
     assert TokenFamily.objects.get(user=totp_user).remember is False
+    # Used up: a later login in this session asks again.
+    family_session = SessionStore(response.json()["meta"]["session_token"])
+    assert REMEMBER_SESSION_KEY not in family_session.load()
 
 
 @pytest.mark.parametrize(("setting", "remembered"), [(True, True), (False, False)])
