@@ -224,3 +224,27 @@ class UsedDPoPProof(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class KnownDevice(models.Model):
+    """A device its user logged in from, and when last (notices.py): a later login
+    from it within ``NEW_DEVICE_WINDOW`` is not from a new device. Kept apart from the
+    families, which are purged soon after they end."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("user")
+    )
+    # A SHA-256 of devices.device_key (browser, system, model): fixed length, and no
+    # second copy of what the families already record.
+    key = models.CharField(_("device key"), max_length=64)
+    last_login_at = models.DateTimeField(_("last login"))
+
+    class Meta:
+        verbose_name = _("known device")
+        verbose_name_plural = _("known devices")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="rt_known_device_user_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"device {self.key[:8]} of user {self.user_id}"

@@ -1,14 +1,18 @@
 """Telling users what happened to their sessions: a login from a new device, and a
 session ended because one of its refresh tokens was used twice (stolen).
 
-A login is from a **new device** when no session of the user was used, within
-``NEW_DEVICE_WINDOW`` (90 days by default) before it, from the same device: the same
-browser, operating system and device model as their user agents say (``devices.py``;
-versions aside, so an update is not a new device, and addresses aside, since a phone
-changes address all day). Every refresh token of a session records its user agent, so
-"used" means logged in or refreshed. ``signals.new_device_login`` is sent for it; the
-very first login of a user (no other session on record) is flagged ``first_login``
-and gets no e-mail: there is nothing it could be new against.
+A login is from a **new device** when its user has not logged in from the same device
+within ``NEW_DEVICE_WINDOW`` (90 days by default) before it. The *device* is the
+browser, operating system and device model that the user agent names (``devices.py``;
+versions aside, so an update is not a new device, and the address aside, since a phone
+changes address all day). Each user's devices and their last login are kept in
+``KnownDevice`` (a hash of the device, not the user agent), apart from the families,
+which are purged days after they end. A session stays in use for at most
+``FAMILY_LIFETIME`` (30 days) before its device logs in again, so a window longer than
+that never calls a device in daily use new. ``signals.new_device_login`` is sent for
+it; the first login recorded for a user (a new account, or the first since notices
+were turned on) is flagged ``first_login`` and gets no e-mail: there is nothing it
+could be new against.
 
 A **stolen token**: ``signals.token_reuse_detected``, sent once per family by the
 request that revoked it.
@@ -25,21 +29,22 @@ the address is cut to its network (``203.0.113.0/24``, ``2001:db8:1::/48``).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.core.mail import EmailMessage
-from django.db import DatabaseError, router, transaction
+from django.db import DatabaseError, IntegrityError, router, transaction
 from django.template.loader import render_to_string
 
 from . import signals
 from .conf import app_settings
 from .devices import describe, device_key
-from .models import RefreshToken, TokenFamily
+from .models import KnownDevice, TokenFamily
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -47,17 +52,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("rotating_tokens")
 
 NEW_DEVICE = "new_device"
+# How precisely a device's last login is kept.
+LAST_LOGIN_PRECISION = timedelta(hours=1)
 REUSE_DETECTED = "reuse_detected"
 
 
 def login_started(user: AbstractBaseUser, family: TokenFamily, *, now: datetime) -> None:
-    """After a login saved ``family``: the new-device signal and e-mail, if it is new.
+    """After a login saved ``family``: remember its device, and send the new-device
+    signal and e-mail if the user had not logged in from it recently.
 
     Nothing is looked up unless someone listens or the e-mail is on."""
     if not (app_settings.NEW_DEVICE_EMAIL or signals.new_device_login.has_listeners()):
         return
     try:
-        new, first_login = _is_new_device(user, family, now)
+        new, first_login = record_device(user, family.user_agent, now)
     except DatabaseError:  # the login has happened: a notice must not undo it
         logger.warning("Could not tell whether a login is from a new device.", exc_info=True)
         return
@@ -81,22 +89,30 @@ def login_started(user: AbstractBaseUser, family: TokenFamily, *, now: datetime)
         )
 
 
-def _is_new_device(user: AbstractBaseUser, family: TokenFamily, now: datetime) -> tuple[bool, bool]:
-    """(new device, first login of the user)."""
-    recent = set(
-        RefreshToken.objects.for_user(user)
-        .filter(issued_at__gte=now - app_settings.NEW_DEVICE_WINDOW)
-        .exclude(family=family)
-        .order_by()
-        .values_list("user_agent", flat=True)
-        .distinct()
-    )
-    key = device_key(family.user_agent)
-    if any(device_key(agent) == key for agent in recent):
-        return False, False
-    first_login = not recent and not (
-        TokenFamily.objects.for_user(user).exclude(pk=family.pk).exists()
-    )
+def record_device(user: AbstractBaseUser, user_agent: str, now: datetime) -> tuple[bool, bool]:
+    """Record a login of ``user`` from the device of ``user_agent`` at ``now``.
+
+    Returns (new: no login from it within NEW_DEVICE_WINDOW, first login recorded for
+    the user). One query for a device known from the last hour, two otherwise."""
+    key = hashlib.sha256(device_key(user_agent).encode("utf-8", "surrogatepass")).hexdigest()
+    since = now - app_settings.NEW_DEVICE_WINDOW
+    db = router.db_for_write(KnownDevice)
+    devices = KnownDevice.objects.using(db).filter(user=user)  # type: ignore[misc]  # any AUTH_USER_MODEL
+    last_login = devices.filter(key=key).values_list("last_login_at", flat=True).first()
+    if last_login is not None:
+        # Rewritten at most hourly: an hour is nothing against the window, and a
+        # user who logs in again and again costs one query, not a write each time.
+        if now - last_login >= LAST_LOGIN_PRECISION:
+            devices.filter(key=key).update(last_login_at=now)
+        return last_login < since, False
+    first_login = not devices.exists()
+    # Devices not seen within the window are forgotten: they would be new again anyway.
+    devices.filter(last_login_at__lt=since).delete()
+    try:
+        with transaction.atomic(using=db):
+            KnownDevice.objects.using(db).create(user=user, key=key, last_login_at=now)  # type: ignore[misc]  # any AUTH_USER_MODEL
+    except IntegrityError:  # two logins from it at once: the other one recorded it
+        devices.filter(key=key).update(last_login_at=now)
     return True, first_login
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from rotating_tokens import notices, services, signals
 from rotating_tokens.exceptions import TokenReused, TokenRevoked
-from rotating_tokens.models import TokenFamily
+from rotating_tokens.models import KnownDevice, TokenFamily
 
 from .factories import PASSWORD, UserFactory
 
@@ -113,17 +113,49 @@ def test_a_device_is_known_for_the_window_after_its_last_use(user, heard):
     assert heard[0]["first_login"] is False
 
 
-def test_a_device_used_by_a_refresh_is_known(user, heard):
+def test_the_window_runs_from_the_last_login_from_the_device(user, heard):
     now = timezone.now()
-    pair = login(user, CHROME, now=now - timedelta(days=10))
-    services.rotate(
-        pair.refresh, services.Client("203.0.113.77", FIREFOX), now=now - timedelta(days=9)
-    )
+    login(user, CHROME, now=now - timedelta(days=150))
+    login(user, CHROME, now=now - timedelta(days=80))  # new again, then known from here
     heard.clear()
+
+    login(user, CHROME, now=now)
+
+    assert heard == []
+    assert KnownDevice.objects.get(user=user).last_login_at == now
+
+
+def test_the_device_is_remembered_once_per_user_as_a_hash(user, heard):
+    login(user, CHROME)
+    login(user, CHROME.replace("131.0.0.0", "140.0.0.0"))
+    login(user, FIREFOX)
+
+    keys = list(KnownDevice.objects.filter(user=user).values_list("key", flat=True))
+    assert len(keys) == 2
+    assert all(len(key) == 64 and "Chrome" not in key for key in keys)
+
+
+def test_devices_older_than_the_window_are_forgotten(user, heard):
+    now = timezone.now()
+    login(user, CHROME, now=now - timedelta(days=100))
 
     login(user, FIREFOX, now=now)
 
-    assert heard == []
+    assert KnownDevice.objects.filter(user=user).count() == 1
+
+
+def test_a_user_with_sessions_from_before_notices_were_on_gets_no_email(
+    settings, emails, user, django_capture_on_commit_callbacks
+):
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "NEW_DEVICE_EMAIL": False}
+    login(user, CHROME)  # nothing recorded: nobody listens
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "NEW_DEVICE_EMAIL": True}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        login(user, FIREFOX)
+        login(user, FIREFOX)
+
+    assert mail.outbox == []
 
 
 def test_the_window_is_a_setting(settings, user, heard):
@@ -153,14 +185,32 @@ def test_nothing_is_looked_up_when_nobody_listens_and_the_mail_is_off(user):
     with CaptureQueriesContext(connection) as queries:
         login(user, FIREFOX)
 
-    assert not any("DISTINCT" in query["sql"].upper() for query in queries.captured_queries)
+    table = KnownDevice._meta.db_table
+    assert not any(table in query["sql"] for query in queries.captured_queries)
+    assert not KnownDevice.objects.exists()
+
+
+def test_a_known_device_costs_one_query_and_a_write_at_most_hourly(user, heard):
+    now = timezone.now()
+    login(user, CHROME, now=now)
+    table = KnownDevice._meta.db_table
+
+    def queries_of(at):
+        with CaptureQueriesContext(connection) as queries:
+            login(user, CHROME, now=at)
+        return [q["sql"] for q in queries.captured_queries if table in q["sql"]]
+
+    assert len(queries_of(now + timedelta(minutes=59))) == 1
+    assert KnownDevice.objects.get(user=user).last_login_at == now
+    assert len(queries_of(now + timedelta(minutes=61))) == 2
+    assert KnownDevice.objects.get(user=user).last_login_at == now + timedelta(minutes=61)
 
 
 def test_a_database_error_while_looking_leaves_the_login_done(user, heard, monkeypatch):
     def fail(*args, **kwargs):
         raise DatabaseError("replica gone")
 
-    monkeypatch.setattr(notices, "_is_new_device", fail)
+    monkeypatch.setattr(notices, "record_device", fail)
 
     pair = login(user, CHROME)
 

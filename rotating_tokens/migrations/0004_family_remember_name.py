@@ -1,12 +1,15 @@
-# Issue 19: "remember me" and session names. To be renumbered 0005 after the
-# simplejwt cutoff migration (0004) at merge time.
+# Issue 19: "remember me", session names and known devices. To be renumbered 0005
+# after the simplejwt cutoff migration (0004) at merge time.
 
+import django.db.models.deletion
+from django.conf import settings
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [
         ("rotating_tokens", "0003_dpop"),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
@@ -19,5 +22,36 @@ class Migration(migrations.Migration):
             model_name="tokenfamily",
             name="name",
             field=models.CharField(blank=True, default="", max_length=64, verbose_name="name"),
+        ),
+        migrations.CreateModel(
+            name="KnownDevice",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=64, verbose_name="device key")),
+                ("last_login_at", models.DateTimeField(verbose_name="last login")),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="user",
+                    ),
+                ),
+            ],
+            options={
+                "verbose_name": "known device",
+                "verbose_name_plural": "known devices",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("user", "key"), name="rt_known_device_user_key"
+                    )
+                ],
+            },
         ),
     ]
