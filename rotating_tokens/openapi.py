@@ -416,6 +416,20 @@ class SessionViewSchema(OpenApiViewExtension):
         )
         return described(
             self.target,
+            get=extend_schema(
+                operation_id="sessions_retrieve",
+                summary="One session",
+                description="One of the user's active sessions, as `GET sessions/` lists it. "
+                "Another user's session, an ended one and an unknown id get the same 404.",
+                tags=[TAG],
+                parameters=[family_id],
+                responses={
+                    200: SessionSerializer,
+                    **ACCESS_TOKEN_REFUSED,
+                    404: error("The user has no active session with this id.", "not_found"),
+                    503: COMMON_ERRORS[503],
+                },
+            ),
             patch=extend_schema(
                 operation_id="sessions_rename",
                 summary="Name one session",

@@ -359,9 +359,9 @@ class SessionListView(TokenAPIView):
 
 
 class SessionView(TokenAPIView):
-    """``PATCH sessions/<id>/``: name one of the user's active sessions;
-    ``DELETE sessions/<id>/``: sign it out. Another user's family and an unknown id
-    get the same 404."""
+    """``GET sessions/<id>/``: one of the user's active sessions, as the list shows it;
+    ``PATCH sessions/<id>/``: name it; ``DELETE sessions/<id>/``: sign it out. Another
+    user's family and an unknown id get the same 404."""
 
     authentication_classes = (AccessTokenAuthentication,)
     permission_classes = (IsAuthenticated,)
@@ -379,12 +379,18 @@ class SessionView(TokenAPIView):
             raise NotFound(_("No such session."))
         return family
 
+    def get(self, request: Request, family_id: str) -> Response:
+        return self.session_response(request, self.get_family(request, family_id, active=True))
+
     def patch(self, request: Request, family_id: str) -> Response:
         # A session that has ended is no longer listed: it cannot be named either.
         family = self.get_family(request, family_id, active=True)
         serializer = self.serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.rename_family(family, serializer.validated_data["name"])
+        return self.session_response(request, family)
+
+    def session_response(self, request: Request, family: TokenFamily) -> Response:
         session = TokenFamily.objects.with_last_use().get(pk=family.pk)
         return Response(
             SessionSerializer(

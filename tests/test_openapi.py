@@ -55,6 +55,8 @@ def test_refresh_documents_every_refusal_code():
         (LOGOUT_ALL, "post", 401, "not_authenticated"),
         (SESSIONS, "get", 401, "token_not_valid"),
         (SESSION, "delete", 404, "not_found"),
+        (SESSION, "get", 404, "not_found"),
+        (SESSION, "get", 401, "token_revoked"),
     ],
 )
 def test_error_codes_are_documented(path, method, status, code):

@@ -191,9 +191,22 @@ def test_a_body_without_a_name_is_a_400(api_client, user):
     assert response.json()["code"] == "invalid"
 
 
+def test_the_owner_reads_one_session(api_client, user):
+    laptop = login(user, agent=CHROME)
+
+    response = api_client.get(f"{SESSIONS}{laptop.family.pk}/", **bearer(laptop))
+
+    assert response.status_code == 200
+    assert response.json() == api_client.get(SESSIONS, **bearer(laptop)).json()[0]
+    assert response.json()["device"] == "Chrome 131 on Linux"
+
+
 def test_another_users_session_cannot_be_renamed_or_seen(api_client, user):
     mine = login(user)
     theirs = login(UserFactory(), agent=CHROME)
+    seen = api_client.get(f"{SESSIONS}{theirs.family.pk}/", **bearer(mine))
+    assert seen.status_code == 404
+    assert seen.json()["code"] == "not_found"
 
     response = rename(api_client, mine, theirs.family.pk, "Mine now")
 
@@ -208,11 +221,12 @@ def test_another_users_session_cannot_be_renamed_or_seen(api_client, user):
     assert rename(api_client, mine, "not-a-uuid", "x").status_code == 404
 
 
-def test_an_ended_session_cannot_be_renamed(api_client, user):
+def test_an_ended_session_cannot_be_renamed_or_read(api_client, user):
     laptop, ended = login(user), login(user)
     services.revoke_family(ended.family, RevokeReason.LOGOUT)
 
     assert rename(api_client, laptop, ended.family.pk, "Old phone").status_code == 404
+    assert api_client.get(f"{SESSIONS}{ended.family.pk}/", **bearer(laptop)).status_code == 404
 
 
 def test_renaming_needs_an_access_token(api_client, user):
