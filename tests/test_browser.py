@@ -419,6 +419,9 @@ def test_remember_me_unticked_keeps_a_session_cookie_through_refreshes(
 
 def test_remember_me_ticked_keeps_a_cookie_that_outlives_the_browser(context, live_server, user):
     page = open_demo(context, live_server)
+    page.wait_for_selector("#login-view:not([hidden])")
+    sync_api.expect(page.locator("#remember")).to_be_checked()  # the default
+    screenshot(page, "demo-login")
     log_in(page, user, remember=True)
 
     cookie = refresh_cookie(context)
