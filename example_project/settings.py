@@ -21,6 +21,11 @@ environment:
 - ``ACCESS_TOKEN_SECONDS`` (default 300): the access token lifetime; the browser demo
   uses a short one to show silent refreshes.
 - ``REUSE_GRACE_SECONDS`` (default 10): the grace period for retries; 0 turns it off.
+- ``SESSION_FAMILY_SECONDS`` (default 43200, the app's 12 hours): how long a login with
+  ``"remember": false`` lives (``SESSION_FAMILY_LIFETIME``).
+- ``NOTICE_EMAILS=1``: e-mail users about a login from a new device and a stolen token
+  (``scripts/demo.sh`` sets it); ``DJANGO_EMAIL_BACKEND`` (default the console): where
+  those e-mails go.
 - ``DJANGO_PASSWORD_HASHERS``: comma-separated hasher paths (the first hashes new
   passwords); the benchmark names a fast one on both sides to leave the password check
   out of its login figures. Unset: Django's defaults.
@@ -203,7 +208,21 @@ ROTATING_TOKENS = {
     # Secure is off only when DEBUG is on, so that the demo works over plain
     # http://127.0.0.1:8000; any deployment (DEBUG off) gets a Secure cookie.
     "REFRESH_COOKIE_SECURE": not DEBUG,
+    # "remember": false logins (the demo's unticked "Remember me").
+    "SESSION_FAMILY_LIFETIME": timedelta(
+        seconds=int(os.environ.get("SESSION_FAMILY_SECONDS", str(12 * 3600)))
+    ),
+    # The user hears of a login from a new device and of a stolen token (printed on
+    # the console: EMAIL_BACKEND below). Off unless asked for (scripts/demo.sh does):
+    # the benchmarks measure logins without the device lookup.
+    "NEW_DEVICE_EMAIL": os.environ.get("NOTICE_EMAILS") == "1",
+    "REUSE_DETECTED_EMAIL": os.environ.get("NOTICE_EMAILS") == "1",
 }
+
+EMAIL_BACKEND = os.environ.get(
+    "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = "security@demo.invalid"
 
 # simplejwt's settings: filled in below from the environment (signing key, user id).
 SIMPLE_JWT: dict[str, Any] = {}

@@ -8,6 +8,7 @@ import ipaddress
 import uuid
 from typing import TYPE_CHECKING, Any, cast
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import display_for_value
 from django.contrib.auth import get_user_model
@@ -15,11 +16,13 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Case, Count, Exists, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import services
+from .devices import describe
 from .models import RefreshToken, RevokeReason, TokenFamily, TokenFamilyQuerySet
 
 if TYPE_CHECKING:
@@ -117,25 +120,38 @@ class RefreshTokenInline(admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(TokenFamily)
 class TokenFamilyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    # What fits a 1,300-pixel screen between the admin's navigation and the filters
+    # (650 pixels of table): the device with its name under it (its user agent on
+    # hover), the last use with its address under it. The family id, the expiry, the
+    # login's address and agent and the chain are on the family's page.
     list_display = (
-        "id",
+        "device_and_name",
         "user",
-        "status",
-        "revoke_reason",
+        "status_and_reason",
         "created_at",
-        "last_used_at",
-        "expires_at",
-        "ip_address",
-        "short_user_agent",
-        "last_ip_address",
-        "short_last_user_agent",
-        "token_count",
+        "last_use",
         "dpop_bound",
     )
-    list_filter = (StatusFilter, "revoke_reason", "created_at")
+    list_display_links = ("device_and_name",)
+    list_filter = (StatusFilter, "revoke_reason", "remember", "created_at")
     list_select_related = ("user",)
     fieldsets = (
-        (None, {"fields": ("id", "user", "status", "created_at", "expires_at", "token_count")}),
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "user",
+                    "name",
+                    "device",
+                    "status",
+                    "created_at",
+                    "expires_at",
+                    "remember",
+                    "token_count",
+                )
+            },
+        ),
         (_("Login"), {"fields": ("ip_address", "user_agent")}),
         (_("Last use"), {"fields": ("last_used_at", "last_ip_address", "last_user_agent")}),
         (_("Proof of possession (DPoP)"), {"fields": ("dpop_jkt",)}),
@@ -144,6 +160,9 @@ class TokenFamilyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     readonly_fields = (
         "id",
         "user",
+        "name",
+        "device",
+        "remember",
         "status",
         "created_at",
         "expires_at",
@@ -169,6 +188,36 @@ class TokenFamilyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def status(self, family: TokenFamily) -> str:
         return str(dict(Status.choices)[family.status])  # type: ignore[attr-defined]
 
+    @admin.display(description=_("device"))
+    def device(self, family: TokenFamily) -> str:
+        agent = getattr(family, "last_user_agent", None) or family.user_agent
+        # format_html escapes both: the user agent is whatever the client sent.
+        return format_html('<span title="{}">{}</span>', agent, describe(agent))
+
+    @admin.display(description=_("device and name"), ordering="name")
+    def device_and_name(self, family: TokenFamily) -> str:
+        if not family.name:
+            return self.device(family)
+        # The name is whatever its owner typed: escaped by format_html.
+        return format_html("{}<br><small>{}</small>", self.device(family), family.name)
+
+    @admin.display(description=_("last used (address)"), ordering="last_used_at")
+    def last_use(self, family: TokenFamily) -> str:
+        address = family.last_ip_address or ""  # type: ignore[attr-defined]
+        # An IPv6 address has no space to wrap at: let it break anywhere.
+        return format_html(
+            '{}<br><small style="word-break: break-all">{}</small>',
+            self.last_used_at(family),
+            address,
+        )
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_and_reason(self, family: TokenFamily) -> str:
+        status = self.status(family)
+        if family.revoke_reason:
+            return f"{status}: {family.get_revoke_reason_display()}"
+        return status
+
     @admin.display(description=_("last used"), ordering="last_used_at")
     def last_used_at(self, family: TokenFamily) -> str:
         # Formatted here: the change page shows a method's value as str(), which
@@ -191,7 +240,7 @@ class TokenFamilyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def short_last_user_agent(self, family: TokenFamily) -> str:
         return Truncator(self.last_user_agent(family)).chars(40)
 
-    @admin.display(description=_("bound to a key"), boolean=True, ordering="dpop_jkt")
+    @admin.display(description=_("DPoP"), boolean=True, ordering="dpop_jkt")
     def dpop_bound(self, family: TokenFamily) -> bool:
         return family.is_bound
 
@@ -203,7 +252,7 @@ class TokenFamilyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         user_model = get_user_model()
-        fields = [f"user__{user_model.USERNAME_FIELD}"]
+        fields = ["name", f"user__{user_model.USERNAME_FIELD}"]
         email = user_model.get_email_field_name()
         try:
             user_model._meta.get_field(email)
@@ -287,3 +336,89 @@ class TokenFamilyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def _report(self, request: HttpRequest, revoked: int) -> None:
         message = ngettext("%d family revoked.", "%d families revoked.", revoked) % revoked
         self.message_user(request, message)
+
+
+# The user's page: their sessions --------------------------------------------------------
+
+
+class RevokeFamilyForm(forms.ModelForm):  # type: ignore[type-arg]
+    """One family on its user's page: nothing to edit, a box to revoke it."""
+
+    revoke = forms.BooleanField(label=_("revoke"), required=False)
+
+    class Meta:
+        model = TokenFamily
+        fields: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.revoked_at is not None:
+            self.fields["revoke"].disabled = True
+
+    def save(self, commit: bool = True) -> TokenFamily:
+        # Through the service, as the family list's action: the signal goes out and
+        # the family's access tokens die at once. Nothing else of the row is written.
+        if self.cleaned_data.get("revoke"):
+            services.revoke_family(self.instance, RevokeReason.ADMIN)
+        return self.instance
+
+
+class TokenFamilyInline(admin.TabularInline):  # type: ignore[type-arg]
+    """The user's sessions, newest first, on the user's change page (added to the
+    user model's admin by ``show_families_on_user_pages``)."""
+
+    model = TokenFamily
+    form = RevokeFamilyForm
+    fields = ("device", "name", "created_at", "last_used_at", "state", "revoke")
+    readonly_fields = ("device", "name", "created_at", "last_used_at", "state")
+    ordering = ("-created_at",)
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name = _("session")
+    verbose_name_plural = _("sessions (token families)")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TokenFamily]:
+        return with_admin_columns(super().get_queryset(request))
+
+    def _family_admin(self) -> TokenFamilyAdmin:
+        return cast(TokenFamilyAdmin, self.admin_site.get_model_admin(TokenFamily))
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Changing means revoking here: whoever may run the list's revoke action.
+        return self._family_admin().has_revoke_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._family_admin().has_view_permission(request)
+
+    @admin.display(description=_("device"))
+    def device(self, family: TokenFamily) -> str:
+        return self._family_admin().device(family)
+
+    @admin.display(description=_("last used"))
+    def last_used_at(self, family: TokenFamily) -> str:
+        return self._family_admin().last_used_at(family)
+
+    @admin.display(description=_("state"))
+    def state(self, family: TokenFamily) -> str:
+        return self._family_admin().status_and_reason(family)
+
+
+def show_families_on_user_pages(site: admin.AdminSite = admin.site) -> None:
+    """Add ``TokenFamilyInline`` to the user model's admin on ``site``, once.
+
+    Called from ``AppConfig.ready()``, after the admin has imported every app's
+    ``admin.py``. A user admin registered later (or on another site) can list
+    ``TokenFamilyInline`` in its ``inlines`` instead, or call this."""
+    user_admin = site._registry.get(get_user_model())
+    if user_admin is None or TokenFamily not in site._registry:
+        return
+    if TokenFamilyInline not in user_admin.inlines:
+        # On this site's instance only: the class may serve other sites.
+        user_admin.inlines = [*user_admin.inlines, TokenFamilyInline]  # type: ignore[misc]

@@ -6,6 +6,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
 from django.utils import timezone
 
 from .conf import DEFAULTS, app_settings, simplejwt_refresh_lifetimes
@@ -896,3 +898,46 @@ def _uses_our_allauth_strategy() -> bool:
             return False
         return isinstance(strategy, type) and issubclass(strategy, RotatingTokenStrategy)
     return False
+
+
+# Sessions people understand: remember me, notices (E070-E079) ----------------------------
+
+NOTICE_TEMPLATES = {
+    "NEW_DEVICE_EMAIL": "new_device",
+    "REUSE_DETECTED_EMAIL": "reuse_detected",
+}
+
+
+@register()
+def check_sessions_and_notices(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    user_settings = getattr(settings, "ROTATING_TOKENS", None)
+    if user_settings is not None and not isinstance(user_settings, dict):
+        return []  # E001 says it
+    errors: list[CheckMessage] = []
+    for name in ("SESSION_FAMILY_LIFETIME", "SESSION_REFRESH_TOKEN_LIFETIME", "NEW_DEVICE_WINDOW"):
+        value = getattr(app_settings, name)  # a number of seconds comes as a timedelta
+        if not isinstance(value, timedelta) or value <= timedelta(0):
+            errors.append(
+                Error(
+                    f"{name} must be a positive timedelta or number of seconds.",
+                    id="rotating_tokens.E070",
+                )
+            )
+    for name, kind in NOTICE_TEMPLATES.items():
+        if not getattr(app_settings, name):
+            continue
+        for part in ("subject", "message"):
+            template = f"rotating_tokens/email/{kind}_{part}.txt"
+            try:
+                get_template(template)
+            except TemplateDoesNotExist:
+                errors.append(
+                    Error(
+                        f"{name} is on, but the template {template} cannot be found: "
+                        "no e-mail could be sent.",
+                        hint="Enable APP_DIRS in TEMPLATES, or put your own version of it "
+                        "in a templates folder.",
+                        id="rotating_tokens.E071",
+                    )
+                )
+    return errors

@@ -24,6 +24,10 @@ DEFAULTS: dict[str, Any] = {
     # (simplejwt_refresh_lifetimes), else 14 and 30 days.
     "REFRESH_TOKEN_LIFETIME": None,
     "FAMILY_LIFETIME": None,
+    # A login with "remember": false (a shared or borrowed computer): its family's
+    # absolute lifetime, and how long it may sit idle (its refresh tokens' lifetime).
+    "SESSION_FAMILY_LIFETIME": timedelta(hours=12),
+    "SESSION_REFRESH_TOKEN_LIFETIME": timedelta(hours=1),
     "REUSE_GRACE_PERIOD": timedelta(seconds=10),
     "TOKEN_HASHER": "hmac-sha256",
     "TOKEN_PREFIX": "rtok_",
@@ -69,6 +73,13 @@ DEFAULTS: dict[str, Any] = {
     "REFRESH_COOKIE_SAMESITE": "Strict",
     "REFRESH_COOKIE_PATH": None,
     "REFRESH_COOKIE_DOMAIN": None,
+    # Notices (notices.py): how far back a login's device counts as known, and
+    # whether the user gets an e-mail for a new device or a stolen token.
+    "NEW_DEVICE_WINDOW": timedelta(days=90),
+    "NEW_DEVICE_EMAIL": False,
+    "REUSE_DETECTED_EMAIL": False,
+    # None: DEFAULT_FROM_EMAIL.
+    "NOTICE_FROM_EMAIL": None,
 }
 
 TRANSPORTS = ("cookie", "body", "both", "auto")
@@ -78,6 +89,13 @@ def _seconds(value: Any) -> Any:
     """A number of seconds as a timedelta (anything else as it is, for the checks)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return timedelta(seconds=value)
+    return value
+
+
+def _at_most(value: Any, limit: Any) -> Any:
+    """The shorter of two lifetimes (anything that is not one as it is, for the checks)."""
+    if isinstance(value, timedelta) and isinstance(limit, timedelta):
+        return min(value, limit)
     return value
 
 
@@ -141,6 +159,24 @@ class Settings:
             derived = simplejwt_refresh_lifetimes()
             value = derived[1] if derived else DEFAULT_FAMILY_LIFETIME
         return value
+
+    @property
+    def SESSION_FAMILY_LIFETIME(self) -> timedelta:
+        """The absolute lifetime of a family whose login said ``"remember": false``
+        (never longer than ``FAMILY_LIFETIME``). Its refresh cookie is a session
+        cookie, which the browser drops when it closes; but browsers that restore
+        the last session keep session cookies for days, so the server ends the
+        family anyway: 12 hours, a working day on a shared computer."""
+        return _at_most(_seconds(self._get("SESSION_FAMILY_LIFETIME")), self.FAMILY_LIFETIME)
+
+    @property
+    def SESSION_REFRESH_TOKEN_LIFETIME(self) -> timedelta:
+        """The idle timeout of such a family: how long each of its refresh tokens
+        lives (never longer than ``REFRESH_TOKEN_LIFETIME``). An open page refreshes
+        every few minutes; an hour without one means the page is gone."""
+        return _at_most(
+            _seconds(self._get("SESSION_REFRESH_TOKEN_LIFETIME")), self.REFRESH_TOKEN_LIFETIME
+        )
 
     @property
     def REUSE_GRACE_PERIOD(self) -> timedelta:
@@ -314,6 +350,27 @@ class Settings:
     @property
     def REFRESH_COOKIE_DOMAIN(self) -> str | None:
         return self._get("REFRESH_COOKIE_DOMAIN")
+
+    @property
+    def NEW_DEVICE_WINDOW(self) -> timedelta:
+        """A login's device is new unless one of the user's families was used from
+        it within this window (``notices.py`` says what a device is)."""
+        return _seconds(self._get("NEW_DEVICE_WINDOW"))
+
+    @property
+    def NEW_DEVICE_EMAIL(self) -> bool:
+        """E-mail the user when they log in from a new device."""
+        return bool(self._get("NEW_DEVICE_EMAIL"))
+
+    @property
+    def REUSE_DETECTED_EMAIL(self) -> bool:
+        """E-mail the user when one of their sessions is ended because a refresh
+        token of it was used twice (stolen)."""
+        return bool(self._get("REUSE_DETECTED_EMAIL"))
+
+    @property
+    def NOTICE_FROM_EMAIL(self) -> str:
+        return self._get("NOTICE_FROM_EMAIL") or settings.DEFAULT_FROM_EMAIL
 
 
 app_settings = Settings()

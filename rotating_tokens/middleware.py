@@ -148,7 +148,11 @@ def deliver_refresh_token(
     ):
         return data
     expires_at = parse_datetime(str(data.get("refresh_expires_at", "")))
-    set_refresh_cookie(response, data["refresh"], expires_at, request=request)
+    # A family whose login said "remember": false keeps a session cookie on every
+    # refresh as well (the answer says so for the family), or the first refresh would
+    # make it outlive the browser.
+    session = data.get("remember") is False
+    set_refresh_cookie(response, data["refresh"], expires_at, request=request, session=session)
     if not body_carries_token(request):
         del data["refresh"]
     if login or (is_browser(request) and settings.CSRF_COOKIE_NAME not in request.COOKIES):
@@ -295,11 +299,16 @@ def set_refresh_cookie(
     expires_at: datetime | None,
     *,
     request: HttpRequest | None = None,
+    session: bool = False,
 ) -> None:
     """Max-Age and Expires end when the refresh token does. Pass the request being
-    answered, so the cookie's path is that of its URLs (see refresh_cookie_path)."""
+    answered, so the cookie's path is that of its URLs (see refresh_cookie_path).
+    ``session``: neither, so the browser drops the cookie when it closes (the family
+    still ends on the server at ``expires_at``)."""
     name, attributes = app_settings.REFRESH_COOKIE_NAME, _cookie_attributes(request)
-    if expires_at is None:
+    if session:
+        response.set_cookie(name, raw, **attributes)
+    elif expires_at is None:
         max_age = int(app_settings.REFRESH_TOKEN_LIFETIME.total_seconds())
         response.set_cookie(name, raw, max_age=max_age, **attributes)
     else:

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 
+# The longest name a user can give one of their sessions.
+NAME_MAX_LENGTH = 64
+
+
 class RevokeReason(models.TextChoices):
     LOGOUT = "logout", _("logout")
     LOGOUT_ALL = "logout_all", _("logout everywhere")
@@ -86,6 +90,11 @@ class TokenFamily(models.Model):
     # The RFC 7638 thumbprint of the DPoP key the family is bound to (not secret),
     # or "" for a family of bearer tokens.
     dpop_jkt = models.CharField(_("DPoP key thumbprint"), max_length=64, blank=True, default="")
+    # False: the login said "remember": false. The family lives SESSION_FAMILY_LIFETIME
+    # and its refresh cookie, on every refresh too, is a session cookie.
+    remember = models.BooleanField(_("remembered"), default=True)
+    # What its owner calls the device ("Work laptop"); plain text, escaped when shown.
+    name = models.CharField(_("name"), max_length=NAME_MAX_LENGTH, blank=True, default="")
 
     objects: ClassVar[TokenFamilyQuerySet] = TokenFamilyQuerySet.as_manager()  # type: ignore[assignment]
 
@@ -261,3 +270,27 @@ class UsedDPoPProof(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class KnownDevice(models.Model):
+    """A device its user logged in from, and when last (notices.py): a later login
+    from it within ``NEW_DEVICE_WINDOW`` is not from a new device. Kept apart from the
+    families, which are purged soon after they end."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("user")
+    )
+    # A SHA-256 of devices.device_key (browser, system, model): fixed length, and no
+    # second copy of what the families already record.
+    key = models.CharField(_("device key"), max_length=64)
+    last_login_at = models.DateTimeField(_("last login"))
+
+    class Meta:
+        verbose_name = _("known device")
+        verbose_name_plural = _("known devices")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="rt_known_device_user_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"device {self.key[:8]} of user {self.user_id}"

@@ -25,9 +25,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework.views import APIView
 
+from .models import NAME_MAX_LENGTH
 from .serializers import (
     ObtainSerializer,
     RefreshSerializer,
+    SessionExchangeSerializer,
+    SessionNameSerializer,
     SessionSerializer,
     TokenPairSerializer,
 )
@@ -146,11 +149,27 @@ class ObtainSerializerSchema(OpenApiSerializerExtension):
             self.target, direction, bypass_extensions=True
         )
         for name, field in schema["properties"].items():
+            if field.get("type") != "string":
+                continue  # remember
             field["minLength"] = 1
             if name == "password":
                 field["pattern"] = r"^[^\u0000]*$"
             else:
                 field["pattern"] = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+        return schema
+
+
+class SessionNameSerializerSchema(OpenApiSerializerExtension):
+    """A name that is only whitespace is trimmed to nothing and refused; so are NULs."""
+
+    target_class = "rotating_tokens.serializers.SessionNameSerializer"
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_serializer(
+            self.target, direction, bypass_extensions=True
+        )
+        schema["properties"]["name"]["minLength"] = 1
+        schema["properties"]["name"]["pattern"] = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
         return schema
 
 
@@ -174,6 +193,10 @@ class TokenPairSerializerSchema(OpenApiSerializerExtension):
             "description": "`DPoP` when the family is bound to the key of the login's DPoP "
             "proof (RFC 9449): send the access token as `Authorization: DPoP …` with a proof.",
         }
+        schema["properties"]["remember"]["description"] = (
+            'false when the login said `"remember": false`: the refresh cookie is a '
+            "session cookie (no `Max-Age`, no `Expires`), on every refresh too."
+        )
         return schema
 
 
@@ -187,6 +210,17 @@ class SessionSerializerSchema(OpenApiSerializerExtension):
             self.target, direction, bypass_extensions=True
         )
         schema["properties"]["ip_address"]["nullable"] = True
+        schema["properties"]["device"] = {
+            "type": "string",
+            "description": "The device, as its last user agent describes it, for people: "
+            '"Chrome 131 on Linux", "Safari 17 on iPhone", or "Unknown device".',
+        }
+        schema["properties"]["name"]["description"] = (
+            'The name its owner gave the session (`PATCH`), or "". Plain text: escape it.'
+        )
+        schema["properties"]["remember"]["description"] = (
+            'false for a login that said `"remember": false` (ends with the browser).'
+        )
         schema["properties"]["dpop_jkt"] = {
             "type": "string",
             "nullable": True,
@@ -252,10 +286,16 @@ class SessionTokenViewSchema(OpenApiViewExtension):
                 "token in `X-CSRFToken`. The session is then logged out, unless "
                 "`SESSION_EXCHANGE_ENDS_SESSION` is off.",
                 tags=[TAG],
-                request=None,
+                request=SessionExchangeSerializer,
                 responses={
                     200: TOKEN_PAIR,
                     **COMMON_ERRORS,
+                    400: error(
+                        "`remember` is not a boolean, or the body does not parse.",
+                        "invalid",
+                        "parse_error",
+                        field_errors=True,
+                    ),
                     401: error("No authenticated session.", "not_authenticated"),
                     403: error("Django's CSRF check failed.", "csrf_failed"),
                 },
@@ -397,22 +437,58 @@ class SessionViewSchema(OpenApiViewExtension):
     target_class = "rotating_tokens.views.SessionView"
 
     def view_replacement(self) -> type[APIView]:
+        family_id = OpenApiParameter(
+            "family_id",
+            OpenApiTypes.UUID,
+            OpenApiParameter.PATH,
+            description="The `id` of a session, as `GET sessions/` lists it.",
+        )
         return described(
             self.target,
+            get=extend_schema(
+                operation_id="sessions_retrieve",
+                summary="One session",
+                description="One of the user's active sessions, as `GET sessions/` lists it. "
+                "Another user's session, an ended one and an unknown id get the same 404.",
+                tags=[TAG],
+                parameters=[family_id],
+                responses={
+                    200: SessionSerializer,
+                    **ACCESS_TOKEN_REFUSED,
+                    404: error("The user has no active session with this id.", "not_found"),
+                    503: COMMON_ERRORS[503],
+                },
+            ),
+            patch=extend_schema(
+                operation_id="sessions_rename",
+                summary="Name one session",
+                description=f"Give one of the user's active sessions a name (1 to "
+                f"{NAME_MAX_LENGTH} characters once trimmed). Another user's session, an "
+                "ended one and an unknown id get the same 404.",
+                tags=[TAG],
+                parameters=[family_id],
+                request=SessionNameSerializer,
+                responses={
+                    200: OpenApiResponse(response=SessionSerializer, description="Renamed."),
+                    **COMMON_ERRORS,
+                    400: error(
+                        "`name` is missing, not a string, empty once trimmed, or longer than "
+                        f"{NAME_MAX_LENGTH} characters; or the body does not parse.",
+                        "invalid",
+                        "parse_error",
+                        field_errors=True,
+                    ),
+                    **ACCESS_TOKEN_REFUSED,
+                    404: error("The user has no active session with this id.", "not_found"),
+                },
+            ),
             delete=extend_schema(
                 operation_id="sessions_revoke",
                 summary="Sign one session out",
                 description="Revoke one of the user's families. Another user's family "
                 "and an unknown id get the same 404.",
                 tags=[TAG],
-                parameters=[
-                    OpenApiParameter(
-                        "family_id",
-                        OpenApiTypes.UUID,
-                        OpenApiParameter.PATH,
-                        description="The `id` of a session, as `GET sessions/` lists it.",
-                    )
-                ],
+                parameters=[family_id],
                 responses={
                     204: OpenApiResponse(description="The session is signed out."),
                     **ACCESS_TOKEN_REFUSED,

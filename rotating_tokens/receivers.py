@@ -17,7 +17,7 @@ from django.core.signals import request_finished, request_started
 from django.db.models import Model
 from django.db.models.signals import post_init, post_save, pre_save
 
-from . import services
+from . import notices, services, signals
 from .conf import app_settings
 from .models import RevokeReason, TokenFamily
 
@@ -34,6 +34,10 @@ def connect() -> None:
     # The family that AccessTokenAuthentication recorded belongs to one request only.
     request_started.connect(forget_current_family, dispatch_uid=f"{__name__}.started")
     request_finished.connect(forget_current_family, dispatch_uid=f"{__name__}.finished")
+    # The user hears of a stolen token (an e-mail, when REUSE_DETECTED_EMAIL is on).
+    signals.token_reuse_detected.connect(
+        notices.reuse_detected, sender=TokenFamily, dispatch_uid=f"{__name__}.reuse"
+    )
 
 
 def forget_current_family(**kwargs: Any) -> None:

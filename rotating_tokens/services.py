@@ -29,7 +29,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from . import keys, legacy, local_state, signals, sql
+from . import keys, legacy, local_state, notices, signals, sql
 from .conf import app_settings
 from .crypto import (
     MalformedToken,
@@ -91,6 +91,12 @@ class TokenPair:
         """How the access token is presented: "DPoP" (with a proof) or "Bearer"."""
         return "DPoP" if self.family.is_bound else "Bearer"
 
+    @property
+    def remember(self) -> bool:
+        """False for a login that said ``"remember": false``: its refresh cookie is
+        a session cookie."""
+        return self.family.remember
+
     def __repr__(self) -> str:
         return f"TokenPair(family={self.family.pk}, refresh_expires_at={self.refresh_expires_at})"
 
@@ -105,6 +111,7 @@ def start_family(
     now: datetime | None = None,
     dpop: Proof | None = None,
     grace_secret: str | None = None,
+    remember: bool = True,
 ) -> TokenPair:
     """Log ``user`` in: a new family with its first refresh token, and an access token.
 
@@ -112,15 +119,21 @@ def start_family(
     and every use of its access tokens will need a proof signed with that key.
     ``grace_secret`` (the simplejwt token being converted) seals the first token under
     a key derived from it, as a rotation seals a successor, so a retry of the
-    conversion inside the grace period gets the same answer."""
+    conversion inside the grace period gets the same answer.
+
+    ``remember=False`` ("remember me" unticked): the family lives
+    ``SESSION_FAMILY_LIFETIME``, idles out after ``SESSION_REFRESH_TOKEN_LIFETIME``,
+    and its refresh cookie is a session cookie, which ends when the browser closes."""
     now = now or timezone.now()
+    lifetime = app_settings.FAMILY_LIFETIME if remember else app_settings.SESSION_FAMILY_LIFETIME
     family = TokenFamily(
         user=user,  # type: ignore[misc]  # any AUTH_USER_MODEL; the stubs assume auth.User
         created_at=now,
-        expires_at=now + app_settings.FAMILY_LIFETIME,
+        expires_at=now + lifetime,
         ip_address=client.ip_address,
         user_agent=client.user_agent,
         dpop_jkt=dpop.jkt if dpop is not None else "",
+        remember=remember,
     )
     token, raw = _new_token(family, client, now, parent_secret=grace_secret)
     db = router.db_for_write(TokenFamily)
@@ -132,6 +145,7 @@ def start_family(
             family.save(using=db, force_insert=True)
             token.save(using=db, force_insert=True)
     signals.tokens_issued.send(sender=TokenFamily, family=family, user=user, token=token)
+    notices.login_started(user, family, now=now)
     if app_settings.MAX_FAMILIES_PER_USER:
         _evict_families(user, keep=family, limit=app_settings.MAX_FAMILIES_PER_USER, now=now)
     return _token_pair(user, family, token, raw, now)
@@ -529,7 +543,7 @@ def _new_token(
         lookup_key=parsed.lookup_key,
         secret_hash=hash_secret(parsed.secret),
         issued_at=now,
-        expires_at=min(now + app_settings.REFRESH_TOKEN_LIFETIME, family.expires_at),
+        expires_at=min(now + _refresh_token_lifetime(family), family.expires_at),
         rotated_from=rotated_from,
         ip_address=client.ip_address,
         user_agent=client.user_agent,
@@ -539,6 +553,13 @@ def _new_token(
             raw, parent_secret=parent_secret, lookup_key=parsed.lookup_key
         )
     return token, raw
+
+
+def _refresh_token_lifetime(family: TokenFamily) -> timedelta:
+    """How long a refresh token of ``family`` lives: its idle timeout."""
+    if family.remember:
+        return app_settings.REFRESH_TOKEN_LIFETIME
+    return app_settings.SESSION_REFRESH_TOKEN_LIFETIME
 
 
 def _token_pair(
@@ -714,6 +735,20 @@ def logout_all(user: AbstractBaseUser, *, now: datetime | None = None) -> int:
     now = now or timezone.now()
     end_simplejwt_tokens(user, now=now)
     return revoke_families(TokenFamily.objects.for_user(user), RevokeReason.LOGOUT_ALL, now=now)
+
+
+# Names --------------------------------------------------------------------------------
+
+
+def rename_family(family: TokenFamily, name: str) -> None:
+    """Give one of a user's sessions the name they know it by ("Work laptop").
+
+    Only the name is written: a concurrent refresh or revocation of the family is
+    never undone by it. The caller checks the name (``serializers.SessionNameSerializer``)."""
+    TokenFamily.objects.using(router.db_for_write(TokenFamily)).filter(pk=family.pk).update(
+        name=name
+    )
+    family.name = name
 
 
 # The family of the request being served ----------------------------------------------

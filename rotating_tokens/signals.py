@@ -11,6 +11,13 @@ from django.dispatch import Signal
 # Arguments: family (TokenFamily), user, token (the first RefreshToken).
 tokens_issued = Signal()
 
+# A login came from a device none of the user's sessions was used from within
+# NEW_DEVICE_WINDOW (notices.py says what a device is). Sent after the family is saved.
+# Arguments: family, user, device (a description for people: "Chrome 131 on Linux"),
+# ip_address, user_agent, first_login (True: the user has no other session on record,
+# so there was nothing to compare with; no e-mail is sent for it).
+new_device_login = Signal()
+
 # A refresh token was used and a new one issued in its place.
 # Arguments: family, user, token (the new RefreshToken), previous (the used one).
 token_rotated = Signal()

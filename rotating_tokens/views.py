@@ -56,6 +56,8 @@ from .parsers import TOKEN_ENDPOINT_PARSERS
 from .serializers import (
     ObtainSerializer,
     RefreshSerializer,
+    SessionExchangeSerializer,
+    SessionNameSerializer,
     SessionSerializer,
     TokenPairSerializer,
 )
@@ -129,15 +131,20 @@ class TokenAPIView(APIView):
 # Issuing tokens from a project's own views --------------------------------------------
 
 
-def issue_tokens(request: HttpRequest | Request, user: AbstractBaseUser) -> services.TokenPair:
+def issue_tokens(
+    request: HttpRequest | Request, user: AbstractBaseUser, *, remember: bool = True
+) -> services.TokenPair:
     """Log ``user`` in with tokens, after the project authenticated them some other way
     (a social login, an MFA step, a magic link): a new family, as ``token/`` starts.
 
     The request gives the client's address and user agent (recorded on the family and
     compared by the grace period). Answer with ``token_response(request, pair)``. This
     sends no ``user_logged_in``: the project's own login already did, or should.
+    ``remember=False``: the user did not tick "remember me" (see ``start_family``).
     """
-    return services.start_family(user, client_from_request(request), dpop=login_proof(request))
+    return services.start_family(
+        user, client_from_request(request), dpop=login_proof(request), remember=remember
+    )
 
 
 def login_proof(request: HttpRequest | Request) -> Proof | None:
@@ -217,12 +224,15 @@ class ObtainTokenView(TokenResponseMixin, TokenAPIView):
         serializer.is_valid(raise_exception=True)
         proof = login_proof(request)  # before the password hasher runs
         credentials = dict(serializer.validated_data)
+        remember = credentials.pop("remember")
         user = authenticate(request._request, **credentials)
         # Unknown user, wrong password and inactive user look the same from outside.
         if user is None or not user.is_active:
             raise InvalidCredentials
         self.check_login(request, user)
-        pair = services.start_family(user, client_from_request(request), dpop=proof)
+        pair = services.start_family(
+            user, client_from_request(request), dpop=proof, remember=remember
+        )
         user_logged_in.send(sender=user.__class__, request=request._request, user=user)
         return self.get_token_response(pair)
 
@@ -257,9 +267,13 @@ class SessionTokenView(TokenResponseMixin, TokenAPIView):
     permission_classes = (IsAuthenticated,)
     refresh_cookie_role = "obtain"
 
+    serializer_class = SessionExchangeSerializer
+
     def post(self, request: Request) -> Response:
+        serializer = self.serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
         user = request.user
-        pair = issue_tokens(request, user)  # type: ignore[arg-type]  # IsAuthenticated: a real user
+        pair = issue_tokens(request, user, remember=serializer.validated_data["remember"])  # type: ignore[arg-type]  # IsAuthenticated: a real user
         if app_settings.SESSION_EXCHANGE_ENDS_SESSION:
             logout(request._request)
         return self.get_token_response(pair)
@@ -356,21 +370,49 @@ class SessionListView(TokenAPIView):
 
 
 class SessionView(TokenAPIView):
-    """``DELETE sessions/<id>/``: sign one of the user's devices out. Another user's
-    family and an unknown id get the same 404."""
+    """``GET sessions/<id>/``: one of the user's active sessions, as the list shows it;
+    ``PATCH sessions/<id>/``: name it; ``DELETE sessions/<id>/``: sign it out. Another
+    user's family and an unknown id get the same 404."""
 
     authentication_classes = (AccessTokenAuthentication,)
     permission_classes = (IsAuthenticated,)
+    serializer_class = SessionNameSerializer
 
-    def delete(self, request: Request, family_id: str) -> Response:
-        user = request.user
-        families = TokenFamily.objects.for_user(user)  # type: ignore[arg-type]  # IsAuthenticated: a real user
+    def get_family(self, request: Request, family_id: str, *, active: bool = False) -> TokenFamily:
+        families = TokenFamily.objects.for_user(request.user)  # type: ignore[arg-type]  # IsAuthenticated: a real user
+        if active:
+            families = families.active()
         try:
             family = families.filter(pk=uuid.UUID(family_id)).first()
         except ValueError:  # not a UUID: as unknown
             family = None
         if family is None:
             raise NotFound(_("No such session."))
+        return family
+
+    def get(self, request: Request, family_id: str) -> Response:
+        return self.session_response(request, self.get_family(request, family_id, active=True))
+
+    def patch(self, request: Request, family_id: str) -> Response:
+        # A session that has ended is no longer listed: it cannot be named either.
+        family = self.get_family(request, family_id, active=True)
+        serializer = self.serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.rename_family(family, serializer.validated_data["name"])
+        return self.session_response(request, family)
+
+    def session_response(self, request: Request, family: TokenFamily) -> Response:
+        session = TokenFamily.objects.with_last_use().get(pk=family.pk)
+        return Response(
+            SessionSerializer(
+                session,
+                # request.auth is simplejwt's access token here (the stubs know DRF's Token).
+                context={"current_family_id": request.auth.get(app_settings.FAMILY_CLAIM)},  # type: ignore[union-attr]
+            ).data
+        )
+
+    def delete(self, request: Request, family_id: str) -> Response:
+        family = self.get_family(request, family_id)
         services.revoke_family(family, RevokeReason.LOGOUT)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

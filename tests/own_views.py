@@ -25,15 +25,18 @@ class DrfLoginView(APIView):
 
     def post(self, request: Request) -> Response | HttpResponse:
         user = get_user_model().objects.get(username=request.data["username"])
-        return token_response(request, issue_tokens(request, user))
+        remember = request.data.get("remember", True) is not False
+        return token_response(request, issue_tokens(request, user, remember=remember))
 
 
 @csrf_exempt
 @require_POST
 def plain_login_view(request: HttpRequest) -> HttpResponse:
-    user = get_user_model().objects.get(username=json.loads(request.body)["username"])
+    body = json.loads(request.body)
+    user = get_user_model().objects.get(username=body["username"])
     try:
-        return token_response(request, issue_tokens(request, user))
+        remember = body.get("remember", True) is not False
+        return token_response(request, issue_tokens(request, user, remember=remember))
     except DPoPRefused as refused:  # a plain view answers DRF's exceptions itself
         return refusal_response(refused)
 

@@ -250,6 +250,9 @@ def test_deactivation_in_the_admin_revokes_the_family_of_the_request_too(client,
         "date_joined_0": staff.date_joined.strftime("%Y-%m-%d"),
         "date_joined_1": staff.date_joined.strftime("%H:%M:%S"),
         # is_active left out: unticked
+        # The user's sessions (rotating_tokens.admin.TokenFamilyInline), none revoked by hand.
+        "token_families-TOTAL_FORMS": "0",
+        "token_families-INITIAL_FORMS": "0",
     }
 
     response = client.post(

@@ -57,7 +57,9 @@ def test_list_shows_status_last_use_and_token_count(admin_client):
     assert (family.status, family.token_count) == ("active", 2)
     assert (family.last_ip_address, family.last_user_agent) == ("203.0.113.99", "phone/2.0")
     html = response.content.decode()
-    for shown in ("alice", "active", "198.51.100.20", "admin-tests/1.0", "203.0.113.99"):
+    # The device of the last use, its user agent on hover; the login's are on the
+    # family's page.
+    for shown in ("alice", "active", 'title="phone/2.0"', "Unknown device", "203.0.113.99"):
         assert shown in html
 
 
@@ -263,3 +265,131 @@ def test_revoke_all_families_of_the_selected_families_users(admin_client, api_cl
     assert {reason for _, reason in revocations} == {"admin"}
     assert me(api_client, alice_laptop) == 401
     assert me(api_client, bob_phone) == 200
+
+
+# Devices, names and the user's page -----------------------------------------------------
+
+CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+HOSTILE_NAME = '<script>alert("name")</script>'
+HOSTILE_AGENT = '"><script>alert("agent")</script>'
+
+
+def user_change_url(user) -> str:
+    return reverse(f"admin:{user._meta.app_label}_{user._meta.model_name}_change", args=[user.pk])
+
+
+def test_list_and_family_page_show_device_and_name_escaped(admin_client):
+    pair = login(client=services.Client("198.51.100.20", CHROME))
+    services.rename_family(pair.family, HOSTILE_NAME)
+    hostile = login(client=services.Client("198.51.100.21", HOSTILE_AGENT))
+
+    for url in (CHANGELIST, change_url(pair.family), change_url(hostile.family)):
+        html = admin_client.get(url).content.decode()
+        assert "<script>alert(" not in html
+    listing = admin_client.get(CHANGELIST).content.decode()
+    assert "Chrome 131 on Linux" in listing
+    assert "&lt;script&gt;alert(&quot;name&quot;)&lt;/script&gt;" in listing
+    page = admin_client.get(change_url(pair.family)).content.decode()
+    assert "Chrome 131 on Linux" in page
+
+
+def test_list_searches_names(admin_client):
+    pair = login()
+    services.rename_family(pair.family, "Work laptop")
+    login()
+
+    assert listed(admin_client.get(CHANGELIST, {"q": "work LAPTOP"})) == {str(pair.family.pk)}
+
+
+def test_users_page_lists_their_families_newest_first_with_device_name_and_state(admin_client):
+    user = UserFactory(username="alice")
+    laptop = services.start_family(user, services.Client("198.51.100.20", CHROME))
+    services.rename_family(laptop.family, HOSTILE_NAME)
+    ended = login(user)
+    services.revoke_family(ended.family, RevokeReason.REUSE_DETECTED)
+    someone_else = login(UserFactory(username="bob"))
+
+    response = admin_client.get(user_change_url(user))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    section = html[html.index("token_families-TOTAL_FORMS") :]
+    assert 'value="2"' in section[:80]
+    assert "Chrome 131 on Linux" in section
+    assert "&lt;script&gt;" in section and "<script>alert(" not in html
+    assert "revoked: reuse detected" in section
+    assert "active" in section
+    assert str(someone_else.family.pk) not in html
+    # Newest first: the revoked login came after the laptop.
+    assert section.index("revoked: reuse detected") < section.index("Chrome 131 on Linux")
+
+
+def _user_form_data(response) -> dict[str, str]:
+    """The user change form as the browser would post it back."""
+    form = response.context["adminform"].form
+    data: dict[str, str] = {}
+    for name, field in form.fields.items():
+        value = form.initial.get(name, field.initial)
+        if value is None or name in ("password",):
+            continue
+        if isinstance(value, bool):
+            if value:
+                data[name] = "on"
+            continue
+        if isinstance(value, (list, tuple)):
+            continue
+        data[name] = (
+            value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else str(value)
+        )
+    for split in ("last_login", "date_joined"):
+        if split in data:
+            date, time = data.pop(split).split(" ")
+            data[f"{split}_0"], data[f"{split}_1"] = date, time
+    for formset in response.context["inline_admin_formsets"]:
+        management = formset.formset.management_form
+        for name in management.fields:
+            data[f"{management.prefix}-{name}"] = str(management.initial.get(name, 0))
+        for index, form in enumerate(formset.formset.forms):
+            data[f"{formset.formset.prefix}-{index}-id"] = str(form.instance.pk)
+            data[f"{formset.formset.prefix}-{index}-user"] = str(form.instance.user_id)
+    return data
+
+
+def test_revoking_from_the_users_page_goes_through_the_service(
+    admin_client, api_client, revocations
+):
+    user = UserFactory(username="alice")
+    keep, stolen = login(user), login(user)
+    page = admin_client.get(user_change_url(user))
+    data = _user_form_data(page)
+    prefix = page.context["inline_admin_formsets"][0].formset.prefix
+    forms = page.context["inline_admin_formsets"][0].formset.forms
+    index = next(i for i, form in enumerate(forms) if form.instance.pk == stolen.family.pk)
+    data[f"{prefix}-{index}-revoke"] = "on"
+
+    response = admin_client.post(user_change_url(user), data)
+
+    assert response.status_code == 302, response.context and response.context["adminform"].errors
+    assert TokenFamily.objects.get(pk=stolen.family.pk).revoke_reason == "admin"
+    assert TokenFamily.objects.get(pk=keep.family.pk).revoked_at is None
+    assert revocations == [(stolen.family.pk, "admin")]
+    assert (
+        api_client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {stolen.access}").status_code == 401
+    )
+
+
+def test_users_page_without_permission_on_families_shows_none(client, superuser):
+    staff = UserFactory(username="staff", is_staff=True)
+    staff.user_permissions.add(
+        Permission.objects.get(codename="view_user"), Permission.objects.get(codename="change_user")
+    )
+    client.force_login(staff)
+    user = UserFactory(username="alice")
+    login(user)
+
+    html = client.get(user_change_url(user)).content.decode()
+
+    assert "token_families-TOTAL_FORMS" not in html

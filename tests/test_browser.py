@@ -14,7 +14,9 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
+import django.contrib.admin
 import pytest
 import time_machine
 from django.test import override_settings
@@ -49,6 +51,9 @@ PASSWORD = "demo-password"
 
 BROWSER_SETTINGS = {
     "STATIC_URL": "/static/",  # the live server's static files handler needs one
+    # Where it finds them (no staticfiles app in the test settings): the admin's own,
+    # so the admin pages are measured with their styles.
+    "STATIC_ROOT": str(Path(django.contrib.admin.__file__).parent / "static"),
     "MIDDLEWARE": [
         "django.contrib.sessions.middleware.SessionMiddleware",
         "django.middleware.common.CommonMiddleware",
@@ -150,10 +155,11 @@ def open_demo(context, live_server):
     return page
 
 
-def log_in(page, user) -> None:
+def log_in(page, user, *, remember: bool = True) -> None:
     page.wait_for_selector("#login-view:not([hidden])")
     page.fill("#username", user.username)
     page.fill("#password", PASSWORD)
+    page.set_checked("#remember", remember)
     page.click("#login-button")
     expect_me(page)
 
@@ -311,7 +317,7 @@ def test_sessions_list_signs_another_device_out(context, live_server, user, chro
     rows = page.locator("#sessions tr")
     sync_api.expect(rows).to_have_count(2)
     sync_api.expect(page.locator("#sessions .badge")).to_have_count(1)
-    page.locator("#sessions tr:not(:has(.badge)) button").click()
+    page.locator("#sessions tr:not(:has(.badge)) button[data-session]").click()
     sync_api.expect(rows).to_have_count(1)
     other.close()
     assert TokenFamily.objects.active().count() == 1
@@ -377,3 +383,119 @@ def test_another_sites_form_cannot_log_the_browser_out(context, live_server, use
     assert TokenFamily.objects.get(user=user).revoked_at is None
     call_me(page)
     expect_me(page)
+
+
+# Remember me, devices and names ---------------------------------------------------------
+
+SCREENS = "/tmp/screens"  # noqa: S108 (screenshots for people to look at, nothing secret)
+
+
+def screenshot(page, name: str) -> None:
+    os.makedirs(SCREENS, exist_ok=True)
+    page.screenshot(path=f"{SCREENS}/{name}.png", full_page=True)
+
+
+def test_remember_me_unticked_keeps_a_session_cookie_through_refreshes(
+    context, live_server, user, clock
+):
+    page = open_demo(context, live_server)
+    log_in(page, user, remember=False)
+
+    cookie = refresh_cookie(context)
+    assert cookie is not None and cookie["httpOnly"]
+    assert cookie["expires"] == -1  # a session cookie: gone when the browser closes
+    family = TokenFamily.objects.get()
+    assert family.remember is False
+
+    refreshes = refresh_requests(page)
+    clock.shift(ACCESS_LIFETIME + timedelta(seconds=1))
+    call_me(page)
+    expect_me(page)
+    assert len(refreshes) == 1
+    renewed = refresh_cookie(context)
+    assert renewed["value"] != cookie["value"]
+    assert renewed["expires"] == -1
+
+
+def test_remember_me_ticked_keeps_a_cookie_that_outlives_the_browser(context, live_server, user):
+    page = open_demo(context, live_server)
+    page.wait_for_selector("#login-view:not([hidden])")
+    sync_api.expect(page.locator("#remember")).to_be_checked()  # the default
+    screenshot(page, "demo-login")
+    log_in(page, user, remember=True)
+
+    cookie = refresh_cookie(context)
+    assert cookie["expires"] > time.time() + timedelta(days=13).total_seconds()
+    assert TokenFamily.objects.get().remember is True
+
+
+def test_sessions_table_shows_the_device_and_renames_it_as_text(context, live_server, user):
+    page = open_demo(context, live_server)
+    log_in(page, user)
+    row = page.locator("#sessions tr").first
+    sync_api.expect(row.locator("td.device")).to_contain_text("Chrome")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    row.locator("td.name input").fill('<img src=x onerror="alert(1)"> laptop')
+    row.locator("td.name button").click()
+
+    sync_api.expect(page.locator("#log")).to_contain_text(re.compile(r"renamed session \S+ → 200"))
+    sync_api.expect(page.locator("#sessions tr").first.locator("td.name input")).to_have_value(
+        '<img src=x onerror="alert(1)"> laptop'
+    )
+    assert TokenFamily.objects.get().name == '<img src=x onerror="alert(1)"> laptop'
+    assert page.locator("#sessions img").count() == 0
+    assert dialogs == []
+    screenshot(page, "demo-sessions")
+
+
+def admin_login(context, live_server):
+    UserFactory(username="root", password=PASSWORD, is_staff=True, is_superuser=True)
+    page = context.new_page()
+    page.set_viewport_size({"width": 1300, "height": 800})
+    page.goto(live_server.url + "/admin/login/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#user-tools")
+    return page
+
+
+CHROME_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+IPHONE_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+
+
+def test_admin_family_list_and_users_page_fit_a_1300_pixel_screen(context, live_server, user):
+    from rotating_tokens import services
+    from rotating_tokens.models import RevokeReason
+
+    for agent, name in ((CHROME_UA, "Work laptop"), (IPHONE_UA, "Phone"), ("curl/8.5.0", "")):
+        pair = services.start_family(user, services.Client("2001:db8:1234:5678::99", agent))
+        if name:
+            services.rename_family(pair.family, name)
+    services.revoke_family(pair.family, RevokeReason.REUSE_DETECTED)
+    page = admin_login(context, live_server)
+
+    page.goto(live_server.url + "/admin/rotating_tokens/tokenfamily/")
+    sync_api.expect(page.locator("#result_list")).to_contain_text("Safari 17 on iPhone")
+    screenshot(page, "admin-families")
+    # Nothing scrolls: not the page, not the table inside its box.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1300
+    results = page.locator("#changelist .results")
+    assert results.evaluate("box => box.scrollWidth <= box.clientWidth")
+
+    page.goto(live_server.url + f"/admin/auth/user/{user.pk}/change/")
+    inline = page.locator("#token_families-group")
+    sync_api.expect(inline).to_contain_text("Chrome 131 on Windows")
+    sync_api.expect(inline).to_contain_text("revoked: reuse detected")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    inline.scroll_into_view_if_needed()
+    screenshot(page, "admin-user")
+    assert width <= 1300

@@ -232,3 +232,33 @@ def test_local_family_state_settings(settings, value, ids):
 
     settings.ROTATING_TOKENS = value
     assert _ids(check_local_family_state()) == ids
+
+
+@pytest.mark.parametrize(
+    ("value", "ids"),
+    [
+        ({"SESSION_FAMILY_LIFETIME": 0}, ["rotating_tokens.E070"]),
+        ({"SESSION_FAMILY_LIFETIME": "12h"}, ["rotating_tokens.E070"]),
+        ({"SESSION_REFRESH_TOKEN_LIFETIME": timedelta(seconds=-1)}, ["rotating_tokens.E070"]),
+        ({"NEW_DEVICE_WINDOW": None}, ["rotating_tokens.E070"]),
+        ({"SESSION_FAMILY_LIFETIME": 3600, "NEW_DEVICE_WINDOW": timedelta(days=30)}, []),
+        ({"NEW_DEVICE_EMAIL": True, "REUSE_DETECTED_EMAIL": True}, []),
+        ({}, []),
+    ],
+)
+def test_session_and_notice_settings(settings, value, ids):
+    from rotating_tokens.checks import check_sessions_and_notices
+
+    settings.ROTATING_TOKENS = value
+    assert _ids(check_sessions_and_notices()) == ids
+
+
+def test_a_notice_email_whose_templates_cannot_be_found(settings):
+    from rotating_tokens.checks import check_sessions_and_notices
+
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "APP_DIRS": False}]
+    settings.ROTATING_TOKENS = {"REUSE_DETECTED_EMAIL": True}
+
+    assert _ids(check_sessions_and_notices()) == ["rotating_tokens.E071", "rotating_tokens.E071"]
+    settings.ROTATING_TOKENS = {}
+    assert _ids(check_sessions_and_notices()) == []

@@ -246,3 +246,41 @@ def test_any_forwarded_for_and_user_agent_still_log_in(
     )
     assert response.status_code == 200, response.content
     assert_documented(response, OBTAIN)
+
+
+@given(value=st.one_of(json_values, huge_text), user_agent=header_text)
+def test_any_session_name_is_a_documented_answer_and_only_a_valid_one_is_stored(
+    api_client, live_token, value, user_agent
+):
+    from rotating_tokens import services
+
+    family = live_token.family
+    access = services._token_pair(
+        family.user, family, live_token, live_token.raw, family.created_at
+    )
+    # A user agent of anything still describes a device (GET sessions/ never fails).
+    # (As clients.py stores it: without NUL, which PostgreSQL refuses.)
+    agent = user_agent.replace("\x00", "")[:512]
+    RefreshToken.objects.filter(pk=live_token.pk).update(user_agent=agent)
+    TokenFamily.objects.filter(pk=family.pk).update(name="Before")  # each example afresh
+    path = f"/api/auth/sessions/{family.pk}/"
+    response = api_client.generic(
+        "PATCH",
+        path,
+        json.dumps({"name": value}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {access.access}",
+    )
+    assert response.status_code < 500, response.content
+    if response.status_code != 200:
+        # (A session's body has nullable fields, which assert_documented's JSON Schema
+        # validator does not read the OpenAPI 3.0 way.)
+        assert_documented(response, "/api/auth/sessions/{family_id}/", "patch")
+    stored = TokenFamily.objects.get(pk=family.pk).name
+    if response.status_code == 200:
+        assert isinstance(value, str) and stored == value.strip() and 0 < len(stored) <= 64
+    else:
+        assert stored == "Before"
+    listed = api_client.get("/api/auth/sessions/", HTTP_AUTHORIZATION=f"Bearer {access.access}")
+    assert listed.status_code == 200
+    assert listed.json()[0]["device"]

@@ -69,7 +69,13 @@ def test_obtain_moves_refresh_token_into_httponly_cookie(cookie_mode, browser, u
     response = login(browser, user, password)
     body = response.json()
     assert "refresh" not in body
-    assert set(body) == {"access", "access_expires_at", "refresh_expires_at", "token_type"}
+    assert set(body) == {
+        "access",
+        "access_expires_at",
+        "refresh_expires_at",
+        "token_type",
+        "remember",
+    }
     cookie = response.cookies[SECURE_NAME]
     assert cookie.value.startswith("rtok_")
     assert cookie["httponly"] is True

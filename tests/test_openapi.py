@@ -55,6 +55,8 @@ def test_refresh_documents_every_refusal_code():
         (LOGOUT_ALL, "post", 401, "not_authenticated"),
         (SESSIONS, "get", 401, "token_not_valid"),
         (SESSION, "delete", 404, "not_found"),
+        (SESSION, "get", 404, "not_found"),
+        (SESSION, "get", 401, "token_revoked"),
     ],
 )
 def test_error_codes_are_documented(path, method, status, code):
@@ -80,7 +82,41 @@ def test_authenticated_endpoints_ask_for_a_bearer_jwt():
 def test_obtain_body_names_the_username_field_and_refuses_blanks():
     body = openapi_schema()["components"]["schemas"]["Obtain"]
     assert set(body["required"]) == {"username", "password"}
-    assert all(field["minLength"] == 1 for field in body["properties"].values())
+    assert all(
+        field["minLength"] == 1
+        for name, field in body["properties"].items()
+        if name in ("username", "password")
+    )
+    assert body["properties"]["remember"] == {
+        "type": "boolean",
+        "default": True,
+        "description": body["properties"]["remember"]["description"],
+    }
+
+
+def test_session_exchange_documents_remember():
+    operation = openapi_schema()["paths"]["/api/auth/token/session/"]["post"]
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body = openapi_schema()["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert body["properties"]["remember"]["type"] == "boolean"
+    assert "invalid" in documented_codes("/api/auth/token/session/", "post", 400)
+
+
+def test_token_pair_and_sessions_document_the_new_fields():
+    schemas = openapi_schema()["components"]["schemas"]
+    assert schemas["TokenPair"]["properties"]["remember"]["type"] == "boolean"
+    session = schemas["Session"]["properties"]
+    assert {"device", "name", "remember"} <= set(session)
+
+
+def test_renaming_a_session_is_documented():
+    operation = openapi_schema()["paths"][SESSION]["patch"]
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    name = openapi_schema()["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["name"]
+    assert (name["type"], name["minLength"], name["maxLength"]) == ("string", 1, 64)
+    assert operation["security"] == [{"jwtAuth": []}]
+    for status, code in ((400, "invalid"), (404, "not_found"), (401, "token_revoked")):
+        assert code in documented_codes(SESSION, "patch", status)
 
 
 def test_example_project_serves_the_schema(client, settings):

@@ -77,6 +77,23 @@ def test_own_view_answers_like_obtain_for_a_browser(cookie_middleware, user, pas
 
 
 @pytest.mark.parametrize("path", OWN_VIEWS)
+def test_own_view_of_a_login_not_remembered_sets_a_session_cookie(cookie_middleware, user, path):
+    browser = APIClient(enforce_csrf_checks=True, **BROWSER)
+
+    own = browser.post(path, {"username": user.username, "remember": False}, format="json")
+
+    assert own.status_code == 200
+    assert own.json()["remember"] is False
+    cookie = own.cookies[COOKIE]
+    assert cookie.value.startswith("rtok_")
+    assert not cookie["max-age"] and not cookie["expires"]
+    browser.cookies[COOKIE] = cookie.value
+    refreshed = browser.post(REFRESH, HTTP_X_CSRFTOKEN=browser.cookies["csrftoken"].value)
+    assert refreshed.status_code == 200, refreshed.content
+    assert not refreshed.cookies[COOKIE]["max-age"] and not refreshed.cookies[COOKIE]["expires"]
+
+
+@pytest.mark.parametrize("path", OWN_VIEWS)
 def test_own_view_sets_no_cookie_for_another_sites_request(cookie_middleware, user, path):
     response = APIClient(**FOREIGN).post(path, {"username": user.username}, format="json")
     assert response.status_code == 200

@@ -26,7 +26,14 @@ pytestmark = pytest.mark.django_db
 OBTAIN, REFRESH = "/api/auth/token/", "/api/auth/token/refresh/"
 LOGOUT, LOGOUT_ALL = "/api/auth/logout/", "/api/auth/logout/all/"
 SESSIONS_LIST = "/api/auth/sessions/"
-TOKEN_PAIR_KEYS = {"access", "access_expires_at", "token_type", "refresh", "refresh_expires_at"}
+TOKEN_PAIR_KEYS = {
+    "access",
+    "access_expires_at",
+    "token_type",
+    "refresh",
+    "refresh_expires_at",
+    "remember",
+}
 
 
 def _login(api_client: APIClient, user, password: str, **extra) -> dict:

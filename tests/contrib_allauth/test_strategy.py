@@ -30,6 +30,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from rotating_tokens import services
 from rotating_tokens.contrib.allauth.strategy import (
     FAMILY_SESSION_KEY,
+    REMEMBER_SESSION_KEY,
     RotatingTokenStrategy,
     _move_session,
     revoke_family_on_logout,
@@ -669,3 +670,61 @@ def test_the_session_token_of_a_bound_family_alone_reaches_no_session(app, user)
     )
     assert refreshed.status_code == 200, refreshed.json()
     assert SessionStore().exists(meta["session_token"])  # nothing was deleted
+
+
+# Remember me ----------------------------------------------------------------------------
+
+
+def test_login_with_remember_false_starts_a_family_that_is_not_remembered(app, user):
+    response = _post(
+        app, "/auth/login", {"username": user.username, "password": PASSWORD, "remember": False}
+    )
+
+    assert response.status_code == 200, response.json()
+    family = TokenFamily.objects.get(user=user)
+    assert family.remember is False
+    assert family.expires_at - family.created_at == timedelta(hours=12)
+    # allauth's session ends with the family.
+    session = SessionStore(response.json()["meta"]["session_token"])
+    assert abs(session.get_expiry_date() - family.expires_at) < timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("said", [{}, {"remember": True}, {"remember": "false"}])
+def test_login_is_remembered_unless_it_says_false(app, user, said):
+    _post(app, "/auth/login", {"username": user.username, "password": PASSWORD, **said})
+
+    assert TokenFamily.objects.get(user=user).remember is True
+
+
+def test_remember_false_of_the_login_holds_through_the_mfa_stage(app, totp_user, time_machine):
+    time_machine.move_to(timezone.now(), tick=False)
+    response = _post(
+        app,
+        "/auth/login",
+        {"username": totp_user.username, "password": PASSWORD, "remember": False},
+    )
+    assert response.status_code == 401
+    session_token = response.json()["meta"]["session_token"]
+
+    response = _post(
+        app, "/auth/2fa/authenticate", {"code": _totp_code()}, X_Session_Token=session_token
+    )
+
+    assert response.status_code == 200, response.json()
+    assert TokenFamily.objects.get(user=totp_user).remember is False
+    # Used up: a later login in this session asks again.
+    family_session = SessionStore(response.json()["meta"]["session_token"])
+    assert REMEMBER_SESSION_KEY not in family_session.load()
+
+
+@pytest.mark.parametrize(("setting", "remembered"), [(True, True), (False, False)])
+def test_account_session_remember_decides_when_set(app, user, settings, setting, remembered):
+    settings.ACCOUNT_SESSION_REMEMBER = setting
+
+    _post(
+        app,
+        "/auth/login",
+        {"username": user.username, "password": PASSWORD, "remember": not remembered},
+    )
+
+    assert TokenFamily.objects.get(user=user).remember is remembered

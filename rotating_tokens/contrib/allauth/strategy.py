@@ -18,6 +18,10 @@ verification, MFA, re-authentication); this app issues, rotates and revokes the 
   proof that is sent but refused is 400 ``dpop_invalid``, never a bearer login.
   Refreshes and access tokens of a bound family need proofs by its key, here too, and
   its session token alone reaches no authenticated session (``lookup_session``).
+- "Remember me": allauth's ``ACCOUNT_SESSION_REMEMBER`` when it is True or False;
+  when it is None (ask the user), ``"remember": false`` in the JSON body of the login
+  request (or of the request that finishes it: an MFA code, a login code) starts a
+  family that is not remembered (``services.start_family``).
 
 allauth keeps its state (a login waiting for its MFA code, recent authentications for
 re-authentication) in a Django session, which an app names with ``X-Session-Token``.
@@ -32,10 +36,12 @@ first request).
 
 from __future__ import annotations
 
+import json
 import uuid
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from allauth.account import app_settings as account_settings  # type: ignore[import-untyped]
 from allauth.core import context  # type: ignore[import-untyped]
 from allauth.core.exceptions import ImmediateHttpResponse  # type: ignore[import-untyped]
 from allauth.headless.internal.restkit.response import (  # type: ignore[import-untyped]
@@ -49,6 +55,7 @@ from django.contrib.auth import SESSION_KEY, logout, user_logged_out
 from django.contrib.sessions.backends.base import CreateError, SessionBase
 from django.core.exceptions import ImproperlyConfigured
 from django.db import router, transaction
+from django.http.request import RawPostDataException
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from rest_framework.exceptions import AuthenticationFailed
@@ -67,6 +74,8 @@ if TYPE_CHECKING:
 
 #: The session entry that names the family of an authenticated app session.
 FAMILY_SESSION_KEY = "rotating_tokens_family"
+#: The "remember" a login request said, kept for the request that finishes the login.
+REMEMBER_SESSION_KEY = "rotating_tokens_remember"
 
 _KEY_SALT = "rotating_tokens.contrib.allauth.session_key"
 _ISSUED = "_rotating_tokens_issued"  # the TokenPair a request started, on the request
@@ -88,6 +97,18 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
     def get_client(self, request: HttpRequest) -> services.Client:
         """Who sent the request, as the grace period and the family record it."""
         return client_from_request(request)
+
+    def get_remember(self, request: HttpRequest) -> bool:
+        """Whether the family this request starts is remembered (see the module
+        docstring). Anything but ``false`` is yes: allauth does not let the strategy
+        answer 400, and a typo must not end a session sooner than the user asked."""
+        setting = account_settings.SESSION_REMEMBER
+        if setting is not None:
+            return bool(setting)
+        said = _remember_in_body(request)
+        if said is None:
+            said = request.session.get(REMEMBER_SESSION_KEY)
+        return said is not False
 
     def get_token_payload(self, pair: services.TokenPair) -> dict[str, Any]:
         """What the ``meta`` of the response that logs a user in carries. Override to
@@ -162,6 +183,11 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
             # Django gives a session a new random key on a password change
             # (update_session_auth_hash); it goes back to its family's key.
             _move_session(session, _session_key(family_id))
+        else:
+            # A login waiting for a second step: keep what it said for that step.
+            said = _remember_in_body(request)
+            if said is not None:
+                session[REMEMBER_SESSION_KEY] = said
         if not session.session_key:
             session.save()
         key = session.session_key
@@ -212,7 +238,13 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
             errors = [{"message": str(refused.message), "code": refused.code}]
             raise ImmediateHttpResponse(APIResponse(request, errors=errors, status=400)) from None
         session = request.session
-        pair = services.start_family(request.user, self.get_client(request), dpop=proof)  # type: ignore[arg-type]  # authenticated
+        pair = services.start_family(
+            request.user,  # type: ignore[arg-type]  # authenticated
+            self.get_client(request),
+            dpop=proof,
+            remember=self.get_remember(request),
+        )
+        session.pop(REMEMBER_SESSION_KEY, None)
         setattr(request, _ISSUED, pair)
         replaced = session.get(FAMILY_SESSION_KEY)
         session[FAMILY_SESSION_KEY] = str(pair.family.pk)
@@ -247,6 +279,18 @@ def _access_token_family(request: HttpRequest) -> str | None:
 def _proven_by_access_token(family_id: Any) -> bool:
     request = context.request
     return request is not None and _access_token_family(request) == str(family_id)
+
+
+def _remember_in_body(request: HttpRequest) -> bool | None:
+    """The boolean ``remember`` of the request's JSON body, or None."""
+    if request.content_type != "application/json":
+        return None
+    try:
+        body = json.loads(request.body)
+    except (ValueError, RawPostDataException):
+        return None
+    said = body.get("remember") if isinstance(body, dict) else None
+    return said if isinstance(said, bool) else None
 
 
 def _is_authenticated(request: HttpRequest) -> bool:

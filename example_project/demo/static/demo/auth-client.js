@@ -199,22 +199,24 @@ class AuthClient {
     return this.#key && this.#key.thumbprint;
   }
 
-  async login(username, password) {
+  // remember: false ("remember me" unticked) makes the refresh cookie a session
+  // cookie, which the browser drops when it closes.
+  async login(username, password, { remember = true } = {}) {
     // Under the refresh lock: the new cookie and its new key must reach IndexedDB
     // together, before another tab's refresh sends that cookie with the old key.
-    await this.#oneTabAtATime(() => this.#loginNow(username, password));
+    await this.#oneTabAtATime(() => this.#loginNow(username, password, remember));
     if (this.#channel) this.#channel.postMessage("logged-in");
     this.onLoggedIn();
   }
 
-  async #loginNow(username, password) {
+  async #loginNow(username, password, remember) {
     const key = DPOP_AVAILABLE ? await DPoPKey.generate() : null; // a new key per session
     const headers = { "Content-Type": "application/json" };
     if (key) headers.DPoP = await key.proof("POST", AUTH_URLS.obtain);
     const response = await fetch(AUTH_URLS.obtain, {
       method: "POST",
       headers,
-      body: JSON.stringify({ username, password }),
+      body: JSON.stringify({ username, password, remember }),
       credentials: "same-origin",
     });
     const body = await readJson(response);

@@ -68,12 +68,15 @@ async function loadSessions() {
   $("sessions").replaceChildren(
     ...sessions.map((session) => {
       const row = document.createElement("tr");
+      // textContent and value, never innerHTML: a name is whatever its owner typed,
+      // and a user agent whatever the client sent.
+      row.append(Object.assign(document.createElement("td"), {
+        className: "device", textContent: session.device, title: session.user_agent,
+      }));
+      row.append(nameCell(session));
       for (const text of [when(session.created_at), when(session.last_used_at), session.ip_address || "–"]) {
         row.append(Object.assign(document.createElement("td"), { textContent: text }));
       }
-      row.append(Object.assign(document.createElement("td"), {
-        className: "agent", textContent: session.user_agent, title: session.user_agent,
-      }));
       // The thumbprint of the key a bound session needs (null: a Bearer session).
       const key = session.dpop_jkt ? `${session.dpop_jkt.slice(0, 8)}…` : "–";
       row.append(Object.assign(document.createElement("td"), { className: "key", textContent: key }));
@@ -90,6 +93,32 @@ async function loadSessions() {
     }),
   );
   $("sessions-view").hidden = false;
+}
+
+// The name its owner gives a session (PATCH /api/auth/sessions/<id>/ {"name"}).
+function nameCell(session) {
+  const cell = Object.assign(document.createElement("td"), { className: "name" });
+  const form = document.createElement("form");
+  const input = Object.assign(document.createElement("input"), {
+    value: session.name, placeholder: "Name this device", maxLength: 64,
+  });
+  input.setAttribute("aria-label", "Session name");
+  form.append(input, Object.assign(document.createElement("button"), {
+    className: "secondary", textContent: "Rename", type: "submit",
+  }));
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    const response = await client.api(`/api/auth/sessions/${session.id}/`, {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ name: input.value }),
+    });
+    const body = await response.json();
+    log(`renamed session ${session.id.slice(0, 8)}… → ${response.status}${response.ok ? "" : ` ${body.code}`}`);
+    if (response.ok) await loadSessions();
+  };
+  cell.append(form);
+  return cell;
 }
 
 async function signOutSession(session) {
@@ -117,7 +146,7 @@ setInterval(showAccessState, 1000);
 $("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   try {
-    await client.login($("username").value, $("password").value);
+    await client.login($("username").value, $("password").value, { remember: $("remember").checked });
     log(`logged in as ${$("username").value}`);
   } catch (error) {
     $("login-error").textContent = error.message;
