@@ -96,3 +96,19 @@ def user(db):
 @pytest.fixture
 def password() -> str:
     return PASSWORD
+
+
+@pytest.fixture(params=["database", "file cache"])
+def state_store(request, settings, tmp_path):
+    """The family state read from the database on every request, or cached (a
+    file cache: shared by processes, so states are kept)."""
+    if request.param == "file cache":
+        settings.CACHES = {
+            **settings.CACHES,
+            "state": {
+                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": str(tmp_path / "state-cache"),
+            },
+        }
+        settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+    return request.param

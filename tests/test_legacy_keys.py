@@ -9,7 +9,6 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -18,6 +17,7 @@ from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken as SimpleJWTRefreshToken
 
 from rotating_tokens.models import TokenFamily
+from tests.test_keys import pem_pair
 
 pytestmark = pytest.mark.django_db
 
@@ -27,22 +27,8 @@ OLD_SECRET = "the-key-simplejwt-signed-with-before-" * 2
 OTHER_SECRET = "another-key-that-signed-nothing-here-" * 2
 
 
-def _pem_pair(private_key) -> tuple[str, str]:
-    private = private_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
-ES_PRIVATE, ES_PUBLIC = _pem_pair(ec.generate_private_key(ec.SECP256R1()))
-RS_PRIVATE, RS_PUBLIC = _pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+ES_PRIVATE, ES_PUBLIC = pem_pair(ec.generate_private_key(ec.SECP256R1()))
+RS_PRIVATE, RS_PUBLIC = pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
 
 @pytest.fixture

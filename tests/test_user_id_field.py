@@ -37,21 +37,6 @@ def by_username(settings, monkeypatch):
     set_simplejwt_setting(monkeypatch, "USER_ID_FIELD", "username")
 
 
-@pytest.fixture(params=["database", "file cache"])
-def state_store(request, settings, tmp_path):
-    """The family state read from the database on every request, or cached."""
-    if request.param == "file cache":
-        settings.CACHES = {
-            **settings.CACHES,
-            "state": {
-                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                "LOCATION": str(tmp_path / "state-cache"),
-            },
-        }
-        settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
-    return request.param
-
-
 def _login(api_client, user) -> dict:
     response = api_client.post(
         f"{AUTH}/token/", {"username": user.username, "password": PASSWORD}, format="json"

@@ -42,21 +42,6 @@ def user(db: Any) -> Any:
     return User.objects.create_user("ada@example.com", PASSWORD)
 
 
-@pytest.fixture(params=["database", "file cache"])
-def state_store(request, settings, tmp_path):
-    """The family state read from the database on every request, or cached."""
-    if request.param == "file cache":
-        settings.CACHES = {
-            **settings.CACHES,
-            "state": {
-                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                "LOCATION": str(tmp_path / "state-cache"),
-            },
-        }
-        settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
-    return request.param
-
-
 def _client(user_agent: str = "pytest-client/1.0", ip: str = "203.0.113.10") -> APIClient:
     return APIClient(HTTP_USER_AGENT=user_agent, REMOTE_ADDR=ip)
 
