@@ -59,6 +59,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Django 6.1's successor of EMAIL_BACKEND (ignored by 5.2, whose test runner swaps
+# EMAIL_BACKEND for the in-memory one by itself): mail goes to django.core.mail.outbox.
+MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {

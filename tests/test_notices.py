@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import timedelta
 
+import django
 import pytest
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
@@ -311,7 +312,7 @@ def test_no_reuse_email_unless_the_setting_is_on(
 def test_a_failing_mail_backend_never_fails_the_login(
     emails, settings, api_client, user, caplog, django_capture_on_commit_callbacks
 ):
-    settings.EMAIL_BACKEND = "tests.test_notices.FailingBackend"
+    use_mail_backend(settings, "tests.test_notices.FailingBackend")
     login(user, CHROME)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -345,7 +346,7 @@ def test_a_slow_mail_server_does_not_delay_the_login(
     settings, user, django_capture_on_commit_callbacks
 ):
     settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "NEW_DEVICE_EMAIL": True}
-    settings.EMAIL_BACKEND = "tests.test_notices.SlowBackend"
+    use_mail_backend(settings, "tests.test_notices.SlowBackend")
     login(user, CHROME)
 
     started = time.monotonic()
@@ -372,3 +373,12 @@ def test_a_slow_mail_server_does_not_delay_the_login(
 )
 def test_a_notice_names_the_network_never_the_address(address, network):
     assert notices.network_of(address) == network
+
+
+def use_mail_backend(settings, path: str) -> None:
+    """Send the test's mail through ``path``: MAILERS from Django 6.1 on (where
+    EMAIL_BACKEND is deprecated), EMAIL_BACKEND before."""
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {"default": {"BACKEND": path}}
+    else:
+        settings.EMAIL_BACKEND = path
