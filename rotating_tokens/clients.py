@@ -10,9 +10,11 @@ anything to its left was written by the client and is never trusted.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
@@ -82,16 +84,35 @@ def dpop_proof(
     proof must carry its hash (``ath``). A proof is accepted once (``jti``), however
     many processes serve the requests (``services.proof_is_new``).
     """
-    value = request.META.get("HTTP_DPOP")
+    return verify_dpop_header(
+        request.META.get("HTTP_DPOP"),
+        method=request.method or "",
+        url=request_url(request),
+        access_token=access_token,
+        log=functools.partial(log_refused_proof, request),
+    )
+
+
+def verify_dpop_header(
+    value: str | None,
+    *,
+    method: str,
+    url: str,
+    access_token: str | None = None,
+    log: Callable[[str], None],
+    check_replay: bool = True,
+) -> Proof | InvalidProof | None:
+    """``dpop_proof`` for any transport: the ``DPoP`` header's value, the method and the
+    URL (``htu``) it must carry; ``log(reason)`` is told why a proof was refused.
+    ``check_replay=False`` leaves the ``jti`` to the caller (``services.proof_is_new``):
+    an async caller records it off the event loop."""
     if value is None:
         return None
     try:
         proof = verify_proof(
             value,
-            method=request.method or "",
-            # Scheme and host as Django sees them, then the path as it is: joining
-            # them with urljoin would resolve "//host" and dot segments in it.
-            url=request.build_absolute_uri("/")[:-1] + request_path(request),
+            method=method,
+            url=url,
             now=time.time(),
             algorithms=app_settings.DPOP_ALGORITHMS,
             max_age=app_settings.DPOP_PROOF_MAX_AGE.total_seconds(),
@@ -99,12 +120,19 @@ def dpop_proof(
             access_token=access_token,
         )
     except InvalidProof as refused:
-        log_refused_proof(request, refused.reason)
+        log(refused.reason)
         return refused
-    if not services.proof_is_new(proof):
-        log_refused_proof(request, "replay")
+    if check_replay and not services.proof_is_new(proof):
+        log("replay")
         return InvalidProof("replay", _("This DPoP proof was already used."))
     return proof
+
+
+def request_url(request: HttpRequest | Request) -> str:
+    """The request's URL as a DPoP proof's ``htu`` names it: scheme and host as Django
+    sees them, then the path as it is (joining them with urljoin would resolve "//host"
+    and dot segments in it), without query or fragment."""
+    return request.build_absolute_uri("/")[:-1] + request_path(request)
 
 
 def request_path(request: HttpRequest | Request) -> str:
@@ -136,10 +164,11 @@ def log_refused_proof(request: HttpRequest | Request, reason: str) -> None:
     """Log why a DPoP proof was refused: ``dpop_invalid`` does not tell the client
     which check failed, so the log is where it can be found. Never the proof itself,
     the token, or the query string."""
-    logger.warning(
-        "DPoP proof refused (%s) on %s %r from %s.",
-        reason,
-        request.method,
-        request.path,
-        client_address(request),
+    log_refused(
+        reason, method=request.method or "", path=request.path, address=client_address(request)
     )
+
+
+def log_refused(reason: str, *, method: str, path: str, address: str | None) -> None:
+    """``log_refused_proof`` where there is no Django request (a WebSocket message)."""
+    logger.warning("DPoP proof refused (%s) on %s %r from %s.", reason, method, path, address)

@@ -60,6 +60,55 @@ class DPoPInvalid(DPoPError):
     message = _("The DPoP proof is not valid.")
 
 
+class AccessRefused(Exception):
+    """An access token was refused (``access.authenticate_request``), in any framework.
+
+    ``status_code`` (401, or 503 when the DPoP replay store is down), ``code`` and
+    ``detail`` make the app's body ``{"detail", "code"}``; ``www_authenticate`` is the
+    401's challenge, as ``AccessTokenAuthentication.authenticate_header`` sends it.
+    ``api_exception()`` is the DRF exception the DRF views raise for it.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        code: str,
+        *,
+        status_code: int = status.HTTP_401_UNAUTHORIZED,
+        challenge: str | None = None,
+        cause: exceptions.APIException | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code
+        self.status_code = status_code
+        self._challenge = challenge
+        self._cause = cause
+
+    @property
+    def www_authenticate(self) -> str | None:
+        """The ``WWW-Authenticate`` value for this answer (None for a 503)."""
+        if self.status_code != status.HTTP_401_UNAUTHORIZED:
+            return None
+        if self._challenge is not None:
+            return self._challenge
+        from .access import default_challenge
+
+        return default_challenge()
+
+    def api_exception(self) -> exceptions.APIException:
+        """The exception DRF's path raised before this class existed (simplejwt's own,
+        with its body, where simplejwt refused the token)."""
+        if self._cause is not None:
+            return self._cause
+        if self.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
+            return ServiceUnavailable()
+        return exceptions.AuthenticationFailed(self.detail, code=self.code)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"detail": self.detail, "code": self.code}
+
+
 class InvalidCredentials(exceptions.AuthenticationFailed):
     default_detail = _("No active account was found with these credentials.")
     default_code = "invalid_credentials"

@@ -20,14 +20,14 @@ def set_simplejwt_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: Any
     import rest_framework_simplejwt.settings
     import rest_framework_simplejwt.tokens
 
-    from rotating_tokens import authentication, legacy
+    from rotating_tokens import access, legacy
 
     holders = {
         id(module_settings): module_settings
         for module_settings in (
             simplejwt_settings,
             services.simplejwt_settings,
-            authentication.simplejwt_settings,
+            access.simplejwt_settings,
             legacy.simplejwt_settings,
             rest_framework_simplejwt.settings.api_settings,
             rest_framework_simplejwt.tokens.api_settings,
