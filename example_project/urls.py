@@ -3,7 +3,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from example_project.demo import pages
-from example_project.demo.views import MeView, not_found
+from example_project.demo.ninja_api import api as ninja_api
+from example_project.demo.views import MeView, async_me, not_found
 from rotating_tokens.views import JWKSView
 
 urlpatterns = [
@@ -16,6 +17,9 @@ urlpatterns = [
     # Where other services look for the verifying keys by convention.
     path(".well-known/jwks.json", JWKSView.as_view(), name="jwks"),
     path("api/me/", MeView.as_view(), name="me"),
+    # The same answer from an async Django view and from a Django Ninja API.
+    path("api/async/me/", async_me, name="async-me"),
+    path("api/ninja/", ninja_api.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware, get_token
@@ -72,11 +73,45 @@ class _CookieState:
 
 
 class RefreshTokenCookieMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
-        self.get_response = get_response
+    """Sync and async: under ASGI (an async ``get_response``) it is a coroutine
+    function, and so are its ``process_view`` and ``process_template_response``, so
+    Django runs none of it in a thread (``adapt_method_mode`` would hop to one for every
+    sync method of a middleware in an async chain). None of it does I/O."""
 
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        response = self.get_response(request)
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+            self.process_view = self._aprocess_view  # type: ignore[method-assign,assignment]
+            self.process_template_response = self._aprocess_template_response  # type: ignore[method-assign]
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._async:
+            return self.__acall__(request)
+        return self._finish(request, self.get_response(request))
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        return self._finish(request, await self.get_response(request))
+
+    async def _aprocess_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: Any,
+        view_kwargs: Any,
+    ) -> HttpResponseBase | None:
+        return RefreshTokenCookieMiddleware.process_view(
+            self, request, view_func, view_args, view_kwargs
+        )
+
+    async def _aprocess_template_response(self, request: HttpRequest, response: Any) -> Any:
+        return RefreshTokenCookieMiddleware.process_template_response(self, request, response)
+
+    def _finish(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         state: _CookieState | None = getattr(request, _STATE_ATTRIBUTE, None)
         if state is not None and not state.foreign and not state.keep:
             refused = state.role == "refresh" and response.status_code == 401

@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from rotating_tokens.decorators import access_token_required
 from rotating_tokens.openapi import ACCESS_TOKEN_REFUSED
 
 
@@ -34,3 +35,11 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
     return page_not_found(request, exception)
+
+
+@access_token_required
+async def async_me(request: HttpRequest) -> JsonResponse:
+    """``GET /api/async/me/``: ``/api/me/`` as an async Django view (under ASGI, the
+    token is checked on the event loop; only the user row is read in a thread)."""
+    user = await request.auser()
+    return JsonResponse({"id": user.pk, "username": user.get_username()})
