@@ -12,7 +12,11 @@ from rest_framework.response import Response
 
 from example_project.demo.views import MeView, async_me
 from rotating_tokens.authentication import AccessTokenAuthentication, AsyncAccessTokenAuthentication
-from rotating_tokens.contrib.ninja import AccessTokenAuth, AsyncAccessTokenAuth, add_exception_handler
+from rotating_tokens.contrib.ninja import (
+    AccessTokenAuth,
+    AsyncAccessTokenAuth,
+    add_exception_handler,
+)
 from rotating_tokens.decorators import access_token_required
 from rotating_tokens.services import current_family_id
 

@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from rotating_tokens.conf import app_settings
@@ -119,12 +119,11 @@ async def _watch(sockets: _LoopSockets) -> None:
 
 def _revoked_among_in_thread(family_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     # Outside any request: nothing else closes this thread's connection when it is too
-    # old or broken, as request_started and request_finished do for a request's.
-    close_old_connections()
-    try:
-        return revoked_among(family_ids)
-    finally:
+    # old or broken, as request_started and request_finished do for a request's. Not
+    # inside a transaction (a test's), whose connection closing would end it.
+    if not any(c.in_atomic_block for c in connections.all(initialized_only=True)):
         close_old_connections()
+    return revoked_among(family_ids)
 
 
 def revoked_among(
