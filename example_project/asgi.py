@@ -12,6 +12,11 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
+# Each request's sync code (a DRF view, the user query) runs in a thread of the
+# request's own under ASGI: a persistent database connection would never be reused.
+# PostgreSQL connections come from psycopg's pool instead (settings.py).
+os.environ.setdefault("DJANGO_CONN_MAX_AGE", "0")
+os.environ.setdefault("DJANGO_DB_POOL", "1")
 # Django first: the routes below import models.
 django_application = get_asgi_application()
 

@@ -117,9 +117,21 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=60, conn_health_checks=True
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        # 0 under ASGI (asgi.py): see DJANGO_DB_POOL below.
+        conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "60")),
+        conn_health_checks=True,
     )
 }
+if (
+    os.environ.get("DJANGO_DB_POOL") == "1"
+    and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+):
+    # Under ASGI each request's sync code (a DRF view, the user query) runs in a
+    # thread of that request's own: a persistent connection per thread would never be
+    # reused, and a new one per request costs a connect. psycopg's pool shares them.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 10}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several gunicorn workers share the file: WAL lets readers run beside the writer,
     # IMMEDIATE takes the write lock at BEGIN (no deadlock on lock upgrade), and the
