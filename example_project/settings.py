@@ -217,6 +217,9 @@ ROTATING_TOKENS = {
     # the benchmarks measure logins without the device lookup.
     "NEW_DEVICE_EMAIL": os.environ.get("NOTICE_EMAILS") == "1",
     "REUSE_DETECTED_EMAIL": os.environ.get("NOTICE_EMAILS") == "1",
+    # How old each worker's list of revoked families may be when it answers (the bound
+    # when no Redis pushes a revocation sooner; 0: the database on every request).
+    "REVOCATION_POLL_INTERVAL": float(os.environ.get("REVOCATION_POLL_SECONDS", "1")),
 }
 
 EMAIL_BACKEND = os.environ.get(

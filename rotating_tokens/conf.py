@@ -36,11 +36,14 @@ DEFAULTS: dict[str, Any] = {
     # Public keys (PEM) of earlier access-token signing keys (keys.py).
     "VERIFYING_KEY_FALLBACKS": [],
     "CHECK_FAMILY_ON_ACCESS": True,
-    "FAMILY_STATE_CACHE": "default",
-    "FAMILY_STATE_CACHE_TIMEOUT": timedelta(minutes=5),
-    # A copy of family states in each process, kept current by Redis (local_state.py).
-    "FAMILY_STATE_LOCAL_COPY": True,
-    "FAMILY_STATE_LOCAL_TIMEOUT": timedelta(seconds=10),
+    # How revocations reach every process (revocation.py): the longest a process's
+    # deny-list may be when it answers (0: the database on every check), and the cache
+    # alias whose Redis pushes them at once (or {"URL": …, "CLUSTER": bool}; None: none).
+    "REVOCATION_POLL_INTERVAL": timedelta(seconds=1),
+    "REVOCATION_PUSH": "default",
+    # Where used DPoP proofs are recorded when it is a Redis that never evicts (else the
+    # database: services.replay_cache).
+    "DPOP_REPLAY_CACHE": "default",
     "FAMILY_CLAIM": "fam",
     "LOGIN_THROTTLE_SCOPE": "rotating_tokens_login",
     "REFRESH_THROTTLE_SCOPE": "rotating_tokens_refresh",
@@ -83,6 +86,15 @@ DEFAULTS: dict[str, Any] = {
 }
 
 TRANSPORTS = ("cookie", "body", "both", "auto")
+
+# Settings of earlier releases that no longer do anything, and what took their place
+# (rotating_tokens.W081 names them).
+OBSOLETE: dict[str, str] = {
+    "FAMILY_STATE_CACHE": "REVOCATION_PUSH (the push) and DPOP_REPLAY_CACHE (used proofs)",
+    "FAMILY_STATE_CACHE_TIMEOUT": "REVOCATION_POLL_INTERVAL",
+    "FAMILY_STATE_LOCAL_COPY": "the deny-list every process keeps (always on)",
+    "FAMILY_STATE_LOCAL_TIMEOUT": "REVOCATION_POLL_INTERVAL",
+}
 
 
 def _seconds(value: Any) -> Any:
@@ -217,20 +229,24 @@ class Settings:
         return self._get("CHECK_FAMILY_ON_ACCESS")
 
     @property
-    def FAMILY_STATE_CACHE(self) -> str | None:
-        return self._get("FAMILY_STATE_CACHE")
+    def REVOCATION_POLL_INTERVAL(self) -> timedelta:
+        """The longest time between two reads of the revocation log by a process that
+        answers access checks: the bound on a revocation reaching it when nothing
+        pushes it sooner. 0 reads the family's row on every check."""
+        return _seconds(self._get("REVOCATION_POLL_INTERVAL"))
 
     @property
-    def FAMILY_STATE_CACHE_TIMEOUT(self) -> timedelta:
-        return self._get("FAMILY_STATE_CACHE_TIMEOUT")
+    def REVOCATION_PUSH(self) -> str | dict[str, Any] | None:
+        """The cache alias whose Redis pushes revocations to every process at once
+        (Django's RedisCache or django-redis), a Redis of its own
+        (``{"URL": "redis://…", "CLUSTER": False, "OPTIONS": {…}}``), or None."""
+        return self._get("REVOCATION_PUSH")
 
     @property
-    def FAMILY_STATE_LOCAL_COPY(self) -> bool:
-        return self._get("FAMILY_STATE_LOCAL_COPY")
-
-    @property
-    def FAMILY_STATE_LOCAL_TIMEOUT(self) -> timedelta:
-        return _seconds(self._get("FAMILY_STATE_LOCAL_TIMEOUT"))
+    def DPOP_REPLAY_CACHE(self) -> str | None:
+        """The cache alias used DPoP proofs are recorded in, when it is a Redis that
+        never evicts; otherwise (and with None) the database."""
+        return self._get("DPOP_REPLAY_CACHE")
 
     @property
     def FAMILY_CLAIM(self) -> str:

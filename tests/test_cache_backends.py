@@ -1,8 +1,9 @@
-"""Every cache a project may name as FAMILY_STATE_CACHE, each on a real store: LocMem,
-the file cache, the database cache and Redis (the shared server, on REDIS_URL's
-database, or one of the test's own where the test changes its configuration).
+"""Every cache a project may name as REVOCATION_PUSH and DPOP_REPLAY_CACHE, each on a
+real store: LocMem, the file cache, the database cache and Redis (the shared server, on
+REDIS_URL's database, or one of the test's own where the test changes its
+configuration).
 
-- A revocation that rolls back changes nothing: its tombstone waits for the commit.
+- A revocation that rolls back changes nothing: its push waits for the commit.
 - A used DPoP proof stays refused for as long as it could be accepted, whatever the
   cache drops: the records live in a store that never evicts (services.replay_cache).
 """
@@ -29,7 +30,7 @@ from django.core.cache import caches
 from django.db import transaction
 from rest_framework.test import APIClient
 
-from rotating_tokens import dpop, local_state, services
+from rotating_tokens import dpop, revocation, services
 from rotating_tokens.models import RevokeReason, TokenFamily, UsedDPoPProof
 
 from .conftest import DATABASE_CACHE_TABLE
@@ -63,7 +64,7 @@ def _cache_config(backend: str, tmp_path: Path) -> dict[str, Any]:
     return {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": _shared_redis_url(),
-        # Keys (and the local copies' channel) of this test's own on the shared server.
+        # Keys (and the revocation channel) of this test's own on the shared server.
         "KEY_PREFIX": f"rt-test-{uuid.uuid4()}",
     }
 
@@ -72,20 +73,21 @@ def _use_state_cache(settings, config: dict[str, Any], **rotating_tokens: Any) -
     settings.CACHES = {**settings.CACHES, "state": config}
     settings.ROTATING_TOKENS = {
         **settings.ROTATING_TOKENS,
-        "FAMILY_STATE_CACHE": "state",
+        "REVOCATION_PUSH": "state",
+        "DPOP_REPLAY_CACHE": "state",
         **rotating_tokens,
     }
 
 
 @pytest.fixture(autouse=True)
 def _fresh_stores() -> Iterator[None]:
-    # Each test's servers are asked afresh whether they evict, and local copies of
-    # family states do not outlive the test.
+    # Each test's servers are asked afresh whether they evict, and what the process
+    # knows of families does not outlive the test.
     services._never_evicts.clear()
-    local_state.reset_local_copies()
+    revocation.reset()
     yield
     services._never_evicts.clear()
-    local_state.reset_local_copies()
+    revocation.reset()
 
 
 @pytest.fixture(params=["locmem", "file", "database", "redis"])
@@ -97,7 +99,7 @@ def state_cache(request, settings, tmp_path) -> Iterator[str]:
 
 def _clear_state_cache() -> None:
     cache = caches["state"]
-    if local_state.backend_path(cache).endswith("RedisCache"):
+    if revocation.backend_path(cache).endswith("RedisCache"):
         # Only this test's keys: clear() would empty the database other tests use.
         client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
         for key in client.scan_iter(match=f"{cache.key_prefix}:*"):
@@ -134,7 +136,7 @@ def test_a_rolled_back_revocation_leaves_access_tokens_working(
     state_cache, api_client, user, password
 ):
     pair = login(api_client, user, password)
-    assert me(api_client, pair["access"]).status_code == 200  # the state is cached
+    assert me(api_client, pair["access"]).status_code == 200  # the family is known
     family = TokenFamily.objects.get()
 
     with pytest.raises(RuntimeError), transaction.atomic():
@@ -144,7 +146,7 @@ def test_a_rolled_back_revocation_leaves_access_tokens_working(
     family.refresh_from_db()
     assert family.revoked_at is None
     assert me(api_client, pair["access"]).status_code == 200
-    assert me(api_client, pair["access"]).status_code == 200  # and from the cache again
+    assert me(api_client, pair["access"]).status_code == 200  # and from memory again
 
     # The same revocation, committed, is honoured at once on the same backend.
     services.revoke_family(family, RevokeReason.LOGOUT)
