@@ -10,6 +10,7 @@ configuration).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -425,3 +426,26 @@ def test_a_redis_that_cannot_be_asked_refuses_proofs_until_it_answers(own_redis)
         services.proof_is_new(proof)
     assert not UsedDPoPProof.objects.filter(key=proof.replay_key).exists()  # no switching
     assert services._never_evicts == {}  # asked again next time
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "arguments",
+    [("--maxmemory", "0"), ("--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")],
+    ids=["never evicts", "may evict"],
+)
+def test_django_redis_holds_the_records_only_if_it_never_evicts(
+    own_redis, settings, arguments, django_assert_num_queries
+):
+    server = own_redis(*arguments)
+    settings.CACHES = {
+        **settings.CACHES,
+        "state": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": server.url},
+    }
+    proof = _proof()
+    never_evicts = arguments == ("--maxmemory", "0")
+    with django_assert_num_queries(0) if never_evicts else contextlib.nullcontext():
+        assert services.proof_is_new(proof)
+        assert not services.proof_is_new(proof)
+    assert (services.replay_cache() is caches["state"]) is never_evicts
+    assert UsedDPoPProof.objects.filter(key=proof.replay_key).exists() is not never_evicts

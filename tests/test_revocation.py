@@ -315,12 +315,16 @@ def _redis_url() -> str:
     return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
-@pytest.fixture
-def redis_push(settings):
+@pytest.fixture(params=["RedisCache", "django-redis"])
+def redis_push(request, settings):
+    backend = {
+        "RedisCache": "django.core.cache.backends.redis.RedisCache",
+        "django-redis": "django_redis.cache.RedisCache",
+    }[request.param]
     settings.CACHES = {
         **settings.CACHES,
         "push": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": backend,
             "LOCATION": _redis_url(),
             "KEY_PREFIX": f"rt-test-{uuid.uuid4()}",  # a channel of this test's own
         },
