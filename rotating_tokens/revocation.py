@@ -175,22 +175,24 @@ class _Known:
         for number, give_up_at in list(self.gaps.items()):
             if give_up_at <= now:
                 del self.gaps[number]
-        denied: set[uuid.UUID] = set()
+        newly: set[uuid.UUID] = set()
         while True:
             wanted = Q(id__gt=self.high)
             if self.gaps:
                 wanted |= Q(id__in=list(self.gaps))
             batch = list(rows.filter(wanted).values_list("id", "family_id")[:POLL_BATCH])
-            for number, family_id in batch:
+            # Denied before the numbers move on: if the next query fails, what this one
+            # read is not lost.
+            newly |= self.deny(family_id for _, family_id in batch)
+            for number, _family_id in batch:
                 if number in self.gaps:
                     del self.gaps[number]
                 elif number > self.high:
                     self._skipped(range(self.high + 1, number), now)
                     self.high = number
-                denied.add(family_id)
             if len(batch) < POLL_BATCH:
                 break
-        return self.deny(denied) if denied else set()
+        return newly
 
     def _start(self, rows: Any, now: float) -> set[uuid.UUID]:
         """The first poll: the families revoked within an access token's life, and the
@@ -318,9 +320,8 @@ def allows_access_in_memory(
     if timedelta(0) >= app_settings.REVOCATION_POLL_INTERVAL:
         return None
     known = _state()
-    if not _fresh(known):
+    if not _fresh(known) or not known.push.receive(known, blocking=False):
         return None
-    known.push.receive(known)
     entry = known.entries.get(family)
     if entry is None:
         return None
@@ -357,7 +358,8 @@ def _refreshed() -> _Known:
     with known.lock:
         if not _fresh(known):
             started = time.monotonic()
-            newly = known.poll(router.db_for_write(Revocation))
+            # Where revocations write their rows (services.revoke_families).
+            newly = known.poll(router.db_for_write(TokenFamily))
             known.synced_at = started
             known.expire(started)
             known.push.ensure_subscribed()
@@ -618,15 +620,19 @@ class _Push:
             return
         self.pubsub = pubsub
 
-    def receive(self, known: _Known) -> None:
-        """Apply what has arrived on the subscription, without waiting."""
+    def receive(self, known: _Known, *, blocking: bool = True) -> bool:
+        """Apply what has arrived on the subscription, without waiting for Redis.
+        With ``blocking=False`` (an event loop), not even for another thread that holds
+        the lock (polling the database): then False, and nothing was read."""
         pubsub = self.pubsub
         if pubsub is None or not self._has_news(pubsub):
-            return
+            return True
+        if not known.lock.acquire(blocking=blocking):
+            return False
         families: set[uuid.UUID] = set()
-        with known.lock:
+        try:
             if self.pubsub is not pubsub:
-                return
+                return True
             try:
                 while True:
                     if self._path().sharded:
@@ -646,7 +652,10 @@ class _Push:
                 self._drop()
                 self.retry_at = time.monotonic() + RETRY_INTERVAL
             newly = known.deny(families) if families else set()
+        finally:
+            known.lock.release()
         _tell_listeners(newly)
+        return True
 
     def _has_news(self, pubsub: Any) -> bool:
         """Whether the subscription may have something to read (never a false no)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -138,6 +139,36 @@ def test_many_rows_are_read_in_batches(long_interval, monkeypatch, user, client_
         revoked_elsewhere(one)
     poll_now()
     assert not any(revocation.allows_access(one.pk) for one in families)
+
+
+def test_what_a_poll_read_before_its_next_query_failed_is_kept(
+    long_interval, monkeypatch, user, client_info
+):
+    monkeypatch.setattr(revocation, "POLL_BATCH", 2)
+    revocation.refresh()
+    families = [services.start_family(user, client_info).family for _ in range(3)]
+    for one in families:
+        revoked_elsewhere(one)
+    real = revocation.Q
+    calls = []
+
+    def second_query_fails(**lookups):  # each batch's query starts with Q(id__gt=…)
+        if "id__gt" in lookups:
+            calls.append(lookups)
+            if len(calls) == 2:
+                raise ConnectionError("the database went away")
+        return real(**lookups)
+
+    with (
+        mock.patch.object(revocation, "Q", second_query_fails),
+        pytest.raises(ConnectionError),
+    ):
+        poll_now()
+    known = revocation._state()
+    assert all(revocation.is_revoked(one.pk) for one in families[:2])
+    assert known.high == Revocation.objects.order_by("id")[1].id
+    poll_now()
+    assert revocation.is_revoked(families[2].pk)
 
 
 def test_a_poll_reads_the_primary(long_interval, family):
@@ -384,6 +415,29 @@ def test_the_revoking_process_pushes_once_it_commits(
     finally:
         listener.close()
     assert message["data"].decode() == str(family.pk)
+
+
+def test_the_event_loop_never_waits_for_a_thread_that_polls(redis_push, family):
+    assert revocation.allows_access(family.pk)
+    _publish(redis_push, str(family.pk))
+    time.sleep(0.05)  # the message has arrived
+    locked = threading.Event()
+    release = threading.Event()
+
+    def poll_in_a_thread():
+        with redis_push.lock:
+            locked.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=poll_in_a_thread)
+    thread.start()
+    try:
+        locked.wait(5)
+        assert revocation.allows_access_in_memory(family.pk) is None  # ask a thread
+    finally:
+        release.set()
+        thread.join()
+    assert revocation.allows_access_in_memory(family.pk) is False
 
 
 def test_a_lost_subscription_leaves_the_poll_in_charge(redis_push, family, caplog):
