@@ -84,6 +84,23 @@ DEFAULTS: dict[str, Any] = {
 
 TRANSPORTS = ("cookie", "body", "both", "auto")
 
+# The system checks of settings whose messages name them only through a placeholder
+# ("{name} must be a positive timedelta."), for the settings reference; the checks that
+# name a setting in their text are found there (docs/_ext/rt_reference.py), and a test
+# keeps every id here a real one.
+SETTING_CHECKS: dict[str, tuple[str, ...]] = {
+    "ACCESS_TOKEN_LIFETIME": ("rotating_tokens.E004",),
+    "REFRESH_TOKEN_LIFETIME": ("rotating_tokens.E004",),
+    "FAMILY_LIFETIME": ("rotating_tokens.E004",),
+    "SESSION_FAMILY_LIFETIME": ("rotating_tokens.E070",),
+    "SESSION_REFRESH_TOKEN_LIFETIME": ("rotating_tokens.E070",),
+    "NEW_DEVICE_WINDOW": ("rotating_tokens.E070",),
+    "DPOP_PROOF_MAX_AGE": ("rotating_tokens.E042",),
+    "DPOP_CLOCK_SKEW": ("rotating_tokens.E042",),
+    "NEW_DEVICE_EMAIL": ("rotating_tokens.E071",),
+    "REUSE_DETECTED_EMAIL": ("rotating_tokens.E071",),
+}
+
 
 def _seconds(value: Any) -> Any:
     """A number of seconds as a timedelta (anything else as it is, for the checks)."""
@@ -132,8 +149,9 @@ class Settings:
 
     @property
     def ACCESS_TOKEN_LIFETIME(self) -> timedelta:
-        """Ours if set; else simplejwt's, so a project that configured
-        ``SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]`` gets what it asked for."""
+        """How long an access token lives (never past its family's absolute expiry).
+        Ours if set; else simplejwt's, so a project that configured
+        ``SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]`` gets what it asked for; else 5 minutes."""
         value = self._get("ACCESS_TOKEN_LIFETIME")
         if value is None:
             simple_jwt = getattr(settings, "SIMPLE_JWT", None) or {}
@@ -142,7 +160,8 @@ class Settings:
 
     @property
     def REFRESH_TOKEN_LIFETIME(self) -> timedelta:
-        """How long a refresh token lives unused. Ours if set; else what simplejwt's
+        """How long a refresh token lives unused: a client that does not refresh for
+        this long logs in again. Ours if set; else what simplejwt's
         ``REFRESH_TOKEN_LIFETIME`` meant (``simplejwt_refresh_lifetimes``); else 14 days."""
         value = self._get("REFRESH_TOKEN_LIFETIME")
         if value is None:
@@ -152,7 +171,7 @@ class Settings:
 
     @property
     def FAMILY_LIFETIME(self) -> timedelta:
-        """How long a login lasts at most. Ours if set; else what simplejwt's
+        """How long a login lasts at most, however active the user is. Ours if set; else what simplejwt's
         ``REFRESH_TOKEN_LIFETIME`` meant; else 30 days."""
         value = self._get("FAMILY_LIFETIME")
         if value is None:
@@ -180,6 +199,9 @@ class Settings:
 
     @property
     def REUSE_GRACE_PERIOD(self) -> timedelta:
+        """How long after its first use a refresh token may be retried by the same
+        client and get the same successor back: a timedelta or a number of seconds. 0
+        turns retries off."""
         value = self._get("REUSE_GRACE_PERIOD")
         # A number of seconds works as well: 0 reads better than timedelta(0). (Not a
         # bool: True is an int in Python, and E005 refuses it.)
@@ -189,15 +211,19 @@ class Settings:
 
     @property
     def TOKEN_HASHER(self) -> str:
+        """How refresh-token secrets are hashed: "hmac-sha256" or "argon2". Each hash
+        says which hasher made it, so changing this keeps old tokens working."""
         return self._get("TOKEN_HASHER")
 
     @property
     def TOKEN_PREFIX(self) -> str:
+        """The prefix of raw refresh tokens, so secret scanners can recognise them."""
         return self._get("TOKEN_PREFIX")
 
     @property
     def HASH_KEY(self) -> str | None:
-        """Key of the HMAC hasher; None derives one from SECRET_KEY (and its fallbacks)."""
+        """Key of the HMAC hasher; None derives one from SECRET_KEY, and
+        SECRET_KEY_FALLBACKS keep verifying, so rotating SECRET_KEY logs nobody out."""
         return self._get("HASH_KEY")
 
     @property
@@ -214,55 +240,78 @@ class Settings:
 
     @property
     def CHECK_FAMILY_ON_ACCESS(self) -> bool:
+        """``AccessTokenAuthentication`` refuses the access tokens of a revoked
+        family at once (and those without a family claim)."""
         return self._get("CHECK_FAMILY_ON_ACCESS")
 
     @property
     def FAMILY_STATE_CACHE(self) -> str | None:
+        """The cache alias that holds family states for the access-token check;
+        None reads the database on every request."""
         return self._get("FAMILY_STATE_CACHE")
 
     @property
     def FAMILY_STATE_CACHE_TIMEOUT(self) -> timedelta:
+        """How long a family's state stays cached (a revocation replaces it
+        at once)."""
         return self._get("FAMILY_STATE_CACHE_TIMEOUT")
 
     @property
     def FAMILY_STATE_LOCAL_COPY(self) -> bool:
+        """With the family-state cache on Redis, each process keeps a copy of
+        the states it read, which Redis keeps current. False: a Redis round trip per request."""
         return self._get("FAMILY_STATE_LOCAL_COPY")
 
     @property
     def FAMILY_STATE_LOCAL_TIMEOUT(self) -> timedelta:
+        """The longest a process trusts its copy of one family's state: the
+        bound on staleness if Redis lost a revocation's message while the connection stayed up."""
         return _seconds(self._get("FAMILY_STATE_LOCAL_TIMEOUT"))
 
     @property
     def FAMILY_CLAIM(self) -> str:
+        """The name of the access-token claim that carries the family id."""
         return self._get("FAMILY_CLAIM")
 
     @property
     def LOGIN_THROTTLE_SCOPE(self) -> str:
+        """The DRF throttle scope of ``token/`` (and ``token/session/``)."""
         return self._get("LOGIN_THROTTLE_SCOPE")
 
     @property
     def REFRESH_THROTTLE_SCOPE(self) -> str:
+        """The DRF throttle scope of ``token/refresh/`` and ``logout/``: a
+        logout verifies a refresh token's secret just as a refresh does."""
         return self._get("REFRESH_THROTTLE_SCOPE")
 
     @property
     def USER_AGENT_MAX_LENGTH(self) -> int:
+        """User agents are stored cut to this many characters."""
         return self._get("USER_AGENT_MAX_LENGTH")
 
     @property
     def TRUSTED_PROXY_COUNT(self) -> int:
+        """How many reverse proxies in front of the app append to
+        ``X-Forwarded-For``. 0: the header is ignored and the client's address is
+        ``REMOTE_ADDR`` (``clients.client_address``)."""
         return self._get("TRUSTED_PROXY_COUNT")
 
     @property
     def PURGE_RETENTION(self) -> timedelta:
-        """How long a family stays in the database after it is over (expired or revoked)."""
+        """How long a family stays in the database after it is over (expired, idle or
+        revoked), before ``purge_expired_tokens`` deletes it."""
         return self._get("PURGE_RETENTION")
 
     @property
     def REVOKE_ON_PASSWORD_CHANGE(self) -> bool:
+        """A password change revokes the user's families, except that of the
+        request that made it."""
         return self._get("REVOKE_ON_PASSWORD_CHANGE")
 
     @property
     def MAX_FAMILIES_PER_USER(self) -> int | None:
+        """The most active families (devices) a user may have; a login beyond it
+        revokes the least recently used ones. None: no limit."""
         return self._get("MAX_FAMILIES_PER_USER")
 
     @property
@@ -292,16 +341,20 @@ class Settings:
 
     @property
     def DPOP_ALGORITHMS(self) -> tuple[str, ...]:
+        """The JWS algorithms accepted in DPoP proofs; RS256, PS256, ES384… may be
+        added. ``none`` and HMAC algorithms are refused (E041), whatever is listed."""
         value = self._get("DPOP_ALGORITHMS")
         return (value,) if isinstance(value, str) else tuple(value)
 
     @property
     def DPOP_PROOF_MAX_AGE(self) -> timedelta:
+        """How old a DPoP proof's ``iat`` may be."""
         return _seconds(self._get("DPOP_PROOF_MAX_AGE"))
 
     @property
     def DPOP_CLOCK_SKEW(self) -> timedelta:
-        """How far a proof's iat may be off the server's clock, either way."""
+        """How far a proof's iat may be off the server's clock, either way: with the
+        defaults a proof is accepted from iat - 5 s to iat + 65 s."""
         return _seconds(self._get("DPOP_CLOCK_SKEW"))
 
     @property
@@ -319,11 +372,14 @@ class Settings:
 
     @property
     def TRANSPORT(self) -> str:
-        """How refresh tokens travel: "cookie", "body", "both" or "auto"."""
+        """How refresh tokens travel: "auto" (browsers: the cookie only; other
+        clients: the JSON body), "cookie", "body" (the cookie middleware does nothing)
+        or "both"."""
         return self._get("TRANSPORT")
 
     @property
     def REFRESH_COOKIE_SECURE(self) -> bool:
+        """The ``Secure`` attribute of the refresh cookie."""
         return self._get("REFRESH_COOKIE_SECURE")
 
     @property
@@ -340,6 +396,8 @@ class Settings:
 
     @property
     def REFRESH_COOKIE_SAMESITE(self) -> str:
+        """The ``SameSite`` attribute of the refresh cookie: "Strict", "Lax"
+        or "None" ("None" needs ``Secure``)."""
         return self._get("REFRESH_COOKIE_SAMESITE")
 
     @property
@@ -349,6 +407,8 @@ class Settings:
 
     @property
     def REFRESH_COOKIE_DOMAIN(self) -> str | None:
+        """The ``Domain`` attribute of the refresh cookie, e.g. "example.com"
+        for an API on a sibling host; None: the host that answered."""
         return self._get("REFRESH_COOKIE_DOMAIN")
 
     @property
@@ -370,6 +430,7 @@ class Settings:
 
     @property
     def NOTICE_FROM_EMAIL(self) -> str:
+        """The sender of the notice e-mails; None: ``DEFAULT_FROM_EMAIL``."""
         return self._get("NOTICE_FROM_EMAIL") or settings.DEFAULT_FROM_EMAIL
 
 
