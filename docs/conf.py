@@ -24,7 +24,7 @@ import rotating_tokens  # noqa: E402
 
 project = "django-rotating-tokens"
 author = "django-rotating-tokens developers"
-copyright = "django-rotating-tokens developers"  # noqa: A001
+copyright = "django-rotating-tokens developers"
 release = rotating_tokens.__version__
 version = ".".join(release.split(".")[:2])
 

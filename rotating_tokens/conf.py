@@ -171,8 +171,8 @@ class Settings:
 
     @property
     def FAMILY_LIFETIME(self) -> timedelta:
-        """How long a login lasts at most, however active the user is. Ours if set; else what simplejwt's
-        ``REFRESH_TOKEN_LIFETIME`` meant; else 30 days."""
+        """How long a login lasts at most, however active the user is. Ours if set;
+        else what simplejwt's ``REFRESH_TOKEN_LIFETIME`` meant; else 30 days."""
         value = self._get("FAMILY_LIFETIME")
         if value is None:
             derived = simplejwt_refresh_lifetimes()

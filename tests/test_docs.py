@@ -72,7 +72,8 @@ def test_every_error_code_is_in_the_reference_with_a_status_and_a_meaning():
     raised = {cls.code for cls in _subclasses(TokenError)} | {
         cls.default_code
         for cls in vars(exceptions).values()
-        if isinstance(cls, type) and cls.__module__ == exceptions.__name__
+        if isinstance(cls, type)
+        and cls.__module__ == exceptions.__name__
         and hasattr(cls, "default_code")
     }
     literal = set(rt_reference._literal_codes())

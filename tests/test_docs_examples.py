@@ -11,6 +11,7 @@ walk-throughs use a fresh SQLite database of the example project's own).
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import shutil
 import socket
@@ -85,10 +86,8 @@ def _importable(dotted: str) -> None:
     (allauth's models here, where the tests do not install allauth)."""
     from django.core.exceptions import AppRegistryNotReady, ImproperlyConfigured
 
-    try:
+    with contextlib.suppress(RuntimeError, ImproperlyConfigured, AppRegistryNotReady):
         import_string(dotted)
-    except (RuntimeError, ImproperlyConfigured, AppRegistryNotReady):
-        pass
 
 
 @pytest.mark.parametrize("example", PYTHON, ids=[e.id for e in PYTHON])
@@ -107,7 +106,7 @@ def test_python_example_runs(example: Example, stub_modules: None, settings: Any
         exec(code, namespace)  # noqa: S102  (the project's own documentation)
     finally:
         # An example that connects a receiver must not leave it behind for other tests.
-        for signal, before in zip(ours, receivers_before):
+        for signal, before in zip(ours, receivers_before, strict=True):
             signal.receivers[:] = before
             signal.sender_receivers_cache.clear()
     if example.mode != "settings":
@@ -161,9 +160,11 @@ def example_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for name in ("REDIS_URL", "PYTEST_XDIST_WORKER"):
         env.pop(name, None)
     manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput"], env=env, check=True, capture_output=True)
+    subprocess.run(  # noqa: S603  (our own interpreter and manage.py)
+        [*manage, "migrate", "--noinput"], env=env, check=True, capture_output=True
+    )
     port = _free_port()
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # noqa: S603  (our own interpreter and manage.py)
         [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -198,8 +199,8 @@ def test_shell_walkthrough_runs_against_the_example_project(
     for step in steps:
         script.append(f"echo {separator}")
         script.append(step.command.replace(BASE_URL, example_project))
-    result = subprocess.run(
-        ["bash", "-c", "\n".join(script)],
+    result = subprocess.run(  # noqa: S603  (the docs' own walk-through, in bash)
+        ["bash", "-c", "\n".join(script)],  # noqa: S607
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -209,7 +210,7 @@ def test_shell_walkthrough_runs_against_the_example_project(
     assert result.returncode == 0, result.stderr
     outputs = result.stdout.split(separator + "\n")[1:]
     assert len(outputs) == len(steps), result.stdout
-    for step, output in zip(steps, outputs):
+    for step, output in zip(steps, outputs, strict=True):
         assert loosely_matches(step.expected, output), (
             f"{page}: $ {step.command}\nexpected: {step.expected}\ngot: {output}"
         )

@@ -359,6 +359,7 @@ def openapi_schema() -> dict[str, Any]:
     return json.loads(json.dumps(schema, default=str))
 
 
+SAMPLE_ID = "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f"
 SAMPLES = {
     "access": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0b2tlbl90eXBlIjoiYWNjZXNzIn0.…",
     "refresh": "rtok_AbCdEfGhIjKlMnOp…",
@@ -404,7 +405,7 @@ def sample(schema: dict[str, Any], name: str = "", depth: int = 0) -> Any:
     if fmt == "date-time":
         return "2026-12-03T08:00:00Z"
     if fmt == "uuid":
-        return "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f"
+        return SAMPLE_ID
     return "string"
 
 
@@ -445,7 +446,10 @@ def collect_operations(prefix: str = "/api/auth/") -> list[Operation]:
                 content = response.get("content", {}).get("application/json", {})
                 response_schema = content.get("schema")
                 codes = (
-                    _resolve(response_schema or {}).get("properties", {}).get("code", {}).get("enum", [])
+                    _resolve(response_schema or {})
+                    .get("properties", {})
+                    .get("code", {})
+                    .get("enum", [])
                 )
                 example = None
                 if response_schema and status.startswith("2"):
@@ -556,7 +560,8 @@ def render_operations() -> str:
             out.append("")
         out.append("Example request:\n")
         out.append("```http")
-        out.append(f"{op.method} {op.path.replace('{id}', '6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f')} HTTP/1.1")
+        path = re.sub(r"\{\w+\}", SAMPLE_ID, op.path)
+        out.append(f"{op.method} {path} HTTP/1.1")
         out.append("Host: api.example.com")
         if op.security:
             out.append(f"Authorization: Bearer {SAMPLES['access']}")
