@@ -372,6 +372,11 @@ SAMPLES = {
     "device": "Chrome 131 on Linux",
     "dpop_jkt": None,
     "detail": "A sentence for humans.",
+    "kty": "EC",
+    "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+    "alg": "ES256",
+    "use": "sig",
+    "crv": "P-256",
 }
 
 
@@ -442,7 +447,7 @@ def collect_operations(prefix: str = "/api/auth/") -> list[Operation]:
             request_type = next(iter(body), "")
             request_example = sample(body[request_type]["schema"]) if request_type else None
             responses = []
-            for status, response in op.get("responses", {}).items():
+            for status, response in sorted(op.get("responses", {}).items()):
                 content = response.get("content", {}).get("application/json", {})
                 response_schema = content.get("schema")
                 codes = (
