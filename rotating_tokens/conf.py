@@ -275,7 +275,7 @@ class Settings:
 
     @property
     def LOGIN_THROTTLE_SCOPE(self) -> str:
-        """The DRF throttle scope of ``token/`` (and ``token/session/``)."""
+        """The DRF throttle scope of ``token/`` (logins with a password)."""
         return self._get("LOGIN_THROTTLE_SCOPE")
 
     @property
@@ -316,13 +316,15 @@ class Settings:
 
     @property
     def ACCESS_TOKEN_CLAIMS(self) -> Callable[..., Mapping[str, Any]] | None:
-        """``(user, family) -> {claim: value}``: extra claims of every access token."""
+        """``(user, family) -> {claim: value}``, or its dotted path: extra claims of every
+        access token (login and refresh). Claims the app sets itself cannot be replaced."""
         return _callable(self._get("ACCESS_TOKEN_CLAIMS"))
 
     @property
     def CHECK_LOGIN(self) -> Callable[..., None] | None:
-        """``(request, user) -> None``, raising ``exceptions.LoginRefused`` to refuse a
-        password login that succeeded (email not verified, MFA required…)."""
+        """``(request, user) -> None``, or its dotted path, raising
+        ``exceptions.LoginRefused`` to refuse a password login that succeeded (email not
+        verified, MFA required…)."""
         return _callable(self._get("CHECK_LOGIN"))
 
     @property
@@ -354,7 +356,8 @@ class Settings:
     @property
     def DPOP_CLOCK_SKEW(self) -> timedelta:
         """How far a proof's iat may be off the server's clock, either way: with the
-        defaults a proof is accepted from iat - 5 s to iat + 65 s."""
+        defaults a proof is accepted from iat - 5 s to iat + 65 s, and one dated more than
+        5 s in the future is refused."""
         return _seconds(self._get("DPOP_CLOCK_SKEW"))
 
     @property
