@@ -38,7 +38,7 @@ extensions = [
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "screenshots/*.md"]
 templates_path: list[str] = []
-html_static_path = ["_static"]
+html_static_path: list[str] = []
 
 html_theme = "furo"
 html_title = f"django-rotating-tokens {release}"

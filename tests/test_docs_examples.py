@@ -199,6 +199,10 @@ def test_shell_walkthrough_runs_against_the_example_project(
     for step in steps:
         script.append(f"echo {separator}")
         script.append(step.command.replace(BASE_URL, example_project))
+    # The walk-throughs run from a folder of their own (they leave files behind) that
+    # looks like a checkout: the examples and the virtualenv are where the pages say.
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     result = subprocess.run(  # noqa: S603  (the docs' own walk-through, in bash)
         ["bash", "-c", "\n".join(script)],  # noqa: S607
         cwd=tmp_path,
