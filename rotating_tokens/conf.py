@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "PURGE_RETENTION": timedelta(days=7),
     "REVOKE_ON_PASSWORD_CHANGE": True,
     "MAX_FAMILIES_PER_USER": None,
-    # Projects' own rules (callables or dotted paths), see the README.
+    # Projects' own rules (callables or dotted paths), see docs/howto/own-views.md.
     "ACCESS_TOKEN_CLAIMS": None,
     "CHECK_LOGIN": None,
     "SESSION_EXCHANGE_ENDS_SESSION": True,
