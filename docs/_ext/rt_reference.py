@@ -487,8 +487,15 @@ def _md_escape_cell(text: str) -> str:
 
 
 def render_settings() -> str:
-    out = []
-    for s in collect_settings():
+    settings = collect_settings()
+    out = ["| setting | type | default |", "|---|---|---|"]
+    out += [
+        f"| {{setting}}`{s.name}` | {_md_escape_cell(f'`{s.type}`')} "
+        f"| {_md_escape_cell(f'`{s.default}`')} |"
+        for s in settings
+    ]
+    out.append("")
+    for s in settings:
         out.append(f"```{{setting}} {s.name}\n```\n")
         out.append(f"**Type:** `{s.type}` · **Default:** `{s.default}`\n")
         out.append(f"{s.doc}\n")
@@ -498,8 +505,14 @@ def render_settings() -> str:
 
 
 def render_checks() -> str:
-    out = []
-    for c in collect_checks():
+    checks = collect_checks()
+    out = ["| id | level | runs |", "|---|---|---|"]
+    out += [
+        f"| {{check}}`{c.id}` | {c.level} | {'`check --deploy`' if c.deploy else '`check`'} |"
+        for c in checks
+    ]
+    out.append("")
+    for c in checks:
         out.append(f"```{{check}} {c.id}\n```\n")
         deploy = " · only with `manage.py check --deploy`" if c.deploy else ""
         out.append(f"**{c.level}**{deploy} · `{c.where}`\n")
