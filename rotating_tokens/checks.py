@@ -769,7 +769,7 @@ def _check_simplejwt_views() -> list[CheckMessage]:
             "or checks simplejwt tokens beside this app's, outside any family, so logout, "
             "reuse detection and revocation never reach them.",
             hint="Mount rotating_tokens.simplejwt_urls at simplejwt's old prefix instead "
-            "(README, 'Migrating from simplejwt').",
+            "(docs: 'Migrate from djangorestframework-simplejwt').",
             id="rotating_tokens.W063",
         )
         for view in _url_views()
@@ -830,7 +830,7 @@ def _check_transition_transport() -> list[CheckMessage]:
             "refresh token in the response body too, where page JavaScript (and an XSS) "
             "can read it.",
             hint='Once the browser app refreshes by cookie, remove TRANSPORT ("auto"); see '
-            "the README's 'Migrating from simplejwt'.",
+            "the docs' 'Migrate from djangorestframework-simplejwt'.",
             id="rotating_tokens.W062",
         )
     ]
@@ -921,7 +921,7 @@ def _check_simplejwt_refresh_lifetime(user_settings: dict[str, Any]) -> list[Che
             f"{app_settings.FAMILY_LIFETIME} at most and {app_settings.REFRESH_TOKEN_LIFETIME} "
             f"unused, where simplejwt gave it {derived[1]} and {derived[0]}.",
             hint="Set the lifetimes in one place: without ROTATING_TOKENS's, simplejwt's is "
-            "used (see the README's 'Migrating from simplejwt').",
+            "used (see the docs' 'Migrate from djangorestframework-simplejwt').",
             id="rotating_tokens.W060",
         )
     ]

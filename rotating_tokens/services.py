@@ -181,8 +181,8 @@ def rotate(
 
     The whole algorithm is here; the HTTP views only translate. In order:
 
-    1. malformed, unknown or wrong secret: TokenInvalid, nothing changes;
-    1b. a family bound to a DPoP key without a valid proof by that key (``dpop``: the
+    1. malformed, unknown or wrong secret: TokenInvalid, nothing changes; then a
+       family bound to a DPoP key without a valid proof by that key (``dpop``: the
        request's proof, checked by the caller): DPoPRequired or DPoPInvalid, and
        nothing changes, so a thief without the key cannot even get the family
        revoked; a refused proof on an unbound family is DPoPInvalid as well;

@@ -19,14 +19,14 @@ SHARED_CACHE = {
 LOCMEM_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 REST_FRAMEWORK = {
     "NUM_PROXIES": 1,
-    # What the README's installation shows.
+    # What the installation guide shows (docs/howto/install.md).
     "DEFAULT_THROTTLE_RATES": {
         "rotating_tokens_login": "10/minute",
         "rotating_tokens_refresh": "60/minute",
     },
 }
 BEHIND_ONE_PROXY = {"TRUSTED_PROXY_COUNT": 1}
-# What the README's "Installation into a project" shows.
+# What docs/howto/install.md shows.
 README_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
