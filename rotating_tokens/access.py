@@ -39,7 +39,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenBackendError,
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from . import dpop, keys, legacy, services
+from . import dpop, keys, legacy, revocation, services
 from .clients import log_refused, verify_dpop_header
 from .conf import app_settings
 from .dpop import Proof
@@ -104,10 +104,11 @@ async def aauthenticate_request(
 ) -> Access | None:
     """``authenticate_request`` for async code, with the same checks and answers.
 
-    The signature, the family (when this process's deny-list can answer) and the
-    proof's signature are checked on the event loop; what needs the database or the
-    cache (the user row, the proof's ``jti``) goes through ``sync_to_async`` in one
-    hop, and so does the whole check when the family is not known in memory."""
+    The signature, the family (from this process's deny-list, ``revocation.py``) and
+    the proof's signature are checked on the event loop; what needs the database or
+    the cache (the user row, the proof's ``jti``) goes through ``sync_to_async`` in one
+    hop, and so does the whole check when the deny-list cannot answer from memory (it
+    is older than ``REVOCATION_POLL_INTERVAL``, or the family is new to this process)."""
     parsed = _raw_token(authorization)
     if parsed is None:
         return None
@@ -176,14 +177,17 @@ class _NeedsDatabase(Exception):
 
 
 def _family_allows_access(family_id: Any, user_id: Any) -> bool:
-    return services.family_allows_access(family_id, user_id=user_id)
+    return revocation.allows_access(family_id, user_id=user_id)
 
 
 def _family_allows_access_in_memory(family_id: Any, user_id: Any) -> bool:
-    # Nothing in memory answers yet without a possible round trip to the cache or the
-    # database (services.family_allows_access may make one): the whole check runs off
-    # the event loop until the revocation deny-list answers from memory.
-    raise _NeedsDatabase
+    # This process's deny-list and what it knows of the family: no query, no wait. When
+    # they cannot answer (the deny-list is older than the poll interval, or the family
+    # is not known here yet), the whole check runs in a thread.
+    allowed = revocation.allows_access_in_memory(family_id, user_id=user_id)
+    if allowed is None:
+        raise _NeedsDatabase
+    return allowed
 
 
 def _checked_family(token: Token, allows: Callable[[Any, Any], bool]) -> uuid.UUID | None:

@@ -24,12 +24,16 @@ class AccessTokenAuthentication(JWTAuthentication):
     """simplejwt's JWT authentication, plus:
 
     - an access token stops working as soon as its family is revoked (logout, reuse
-      detected, admin…), not only when it expires. The family's state is cached (see
-      ``services.family_allows_access``), so the check costs no query on most
-      requests. ``CHECK_FAMILY_ON_ACCESS = False`` turns it off;
+      detected, admin…), not only when it expires. Each process answers from what it
+      knows of the family and its list of revoked families (``revocation.py``), so
+      the check costs no query on most requests. ``CHECK_FAMILY_ON_ACCESS = False``
+      turns it off;
     - an access token bound to a DPoP key (``cnf.jkt``) is accepted only as
       ``Authorization: DPoP <token>`` with a ``DPoP`` proof of this request, signed by
       that key and carrying the token's hash (RFC 9449 section 7).
+
+    Every check is ``access.authenticate_request``'s, which the other integrations
+    (async views, adrf, Django Ninja, Channels) call too.
     """
 
     def authenticate(self, request: Request) -> tuple[AuthUser, Token] | None:

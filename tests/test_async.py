@@ -12,7 +12,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.http import HttpResponse
 from django.test import AsyncClient
 
-from rotating_tokens import access, services
+from rotating_tokens import access, revocation, services
 from rotating_tokens.exceptions import AccessRefused
 from rotating_tokens.middleware import COOKIE_MIDDLEWARE, RefreshTokenCookieMiddleware
 from rotating_tokens.models import RevokeReason
@@ -112,9 +112,8 @@ def _off_the_loop(function):
 @pytest.fixture
 def guarded(monkeypatch):
     """The calls that may touch the database or the cache, guarded."""
-    monkeypatch.setattr(
-        services, "family_allows_access", _off_the_loop(services.family_allows_access)
-    )
+    monkeypatch.setattr(revocation, "allows_access", _off_the_loop(revocation.allows_access))
+    monkeypatch.setattr(revocation, "refresh", _off_the_loop(revocation.refresh))
     monkeypatch.setattr(services, "proof_is_new", _off_the_loop(services.proof_is_new))
     monkeypatch.setattr(access, "user_of", _off_the_loop(access.user_of))
 

@@ -5,6 +5,7 @@ their family is revoked, with no channel layer."""
 from __future__ import annotations
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -13,7 +14,7 @@ from channels.testing import WebsocketCommunicator
 from django.urls import path
 
 from example_project.demo.consumers import MeConsumer
-from rotating_tokens import services
+from rotating_tokens import revocation, services
 from rotating_tokens.contrib.channels import CLOSE_UNAUTHENTICATED, websocket_htu
 from rotating_tokens.contrib.channels import sockets as socket_registry
 from rotating_tokens.models import RevokeReason, TokenFamily
@@ -69,6 +70,14 @@ def fast_poll(settings):
     settings.ROTATING_TOKENS = {
         **settings.ROTATING_TOKENS,
         "REVOCATION_POLL_INTERVAL": timedelta(milliseconds=50),
+    }
+
+
+@pytest.fixture
+def slow_poll(settings):
+    settings.ROTATING_TOKENS = {
+        **settings.ROTATING_TOKENS,
+        "REVOCATION_POLL_INTERVAL": timedelta(seconds=60),
     }
 
 
@@ -274,8 +283,7 @@ def test_a_password_change_closes_the_users_sockets(fast_poll, login, user):
     run(scenario)
 
 
-def test_a_revocation_heard_of_closes_at_once(login):
-    # The listener path: no poll in between (the default interval is a second).
+def test_close_families_closes_at_once_from_any_caller(slow_poll, login):
     async def scenario():
         socket = await opened()
         await socket.send_json_to({"type": "authenticate", "access": login.access})
@@ -347,14 +355,61 @@ def test_a_socket_cannot_change_users(login, client_info):
     run(scenario)
 
 
-def test_revoked_among_is_one_query(django_assert_num_queries, user, client_info):
-    live = services.start_family(user, client_info)
-    revoked = services.start_family(user, client_info)
-    services.revoke_family(revoked.family, RevokeReason.ADMIN)
-    gone = revoked.family.pk.__class__(int=1)
-    with django_assert_num_queries(1):
-        found = socket_registry.revoked_among([live.family.pk, revoked.family.pk, gone])
-    assert found == {revoked.family.pk, gone}
+def test_a_revocation_by_another_process_is_closed_by_the_poll(fast_poll, login):
+    # Another process revoked the family: nothing is applied here at once (no announce,
+    # no push), so only this process's poll of the database can close the socket.
+    async def scenario():
+        socket = await opened()
+        await socket.send_json_to({"type": "authenticate", "access": login.access})
+        assert (await socket.receive_json_from(timeout=WAIT))["type"] == "authenticated"
+        with mock.patch.object(revocation, "announce"):
+            await sync_to_async(services.revoke_family)(login.family, RevokeReason.ADMIN)
+        assert not revocation.is_revoked(login.family.pk)
+        await assert_closed_unauthenticated(socket)
+
+    run(scenario)
+
+
+def test_this_processs_own_revocation_closes_at_once(
+    slow_poll, login, django_capture_on_commit_callbacks
+):
+    # A poll interval longer than the wait: only the listener can close it in time.
+    def logout():
+        with django_capture_on_commit_callbacks(execute=True):  # the revocation commits
+            services.logout(login.refresh)
+
+    async def scenario():
+        socket = await opened()
+        await socket.send_json_to({"type": "authenticate", "access": login.access})
+        assert (await socket.receive_json_from(timeout=WAIT))["type"] == "authenticated"
+        await sync_to_async(logout)()
+        await assert_closed_unauthenticated(socket)
+
+    run(scenario)
+
+
+def test_the_poll_closes_a_family_revoked_before_its_socket_registered(fast_poll, login):
+    # Revoked and heard of (the listener found no socket), then a socket of the family
+    # registers: the next poll finds the family on the deny-list.
+    class Stub:
+        closed = False
+
+        async def close_unauthenticated(self):
+            Stub.closed = True
+
+    async def scenario():
+        import asyncio
+
+        revocation.announce([login.family.pk])
+        socket_registry.register(Stub(), login.family.pk)
+        for _ in range(200):
+            if Stub.closed:
+                break
+            await asyncio.sleep(0.05)
+        assert Stub.closed
+        assert login.family.pk not in socket_registry.open_families()
+
+    run(scenario)
 
 
 @pytest.mark.parametrize(

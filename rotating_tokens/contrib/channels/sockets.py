@@ -1,12 +1,21 @@
-"""This process's open WebSockets by family, and the task that closes revoked ones.
+"""This process's open WebSockets by family, and what closes the revoked ones.
 
 No channel layer is needed: every process keeps its own registry of the sockets it
-serves, and one task per event loop asks, every ``REVOCATION_POLL_INTERVAL``, which of
-their families no longer allow access (``revoked_among``: one query for all of them),
-then closes those sockets with 4401. A revocation made by any process (a logout on
-another device, reuse detected, a password change, an admin's revoke) is in the
-database once committed, so every process closes its sockets within one interval and
-a query. The task runs only while the loop has sockets.
+serves, and hears of every revocation through ``revocation.py``, the same deny-list
+the access check reads:
+
+- a listener (``revocation.add_listener``) closes a family's sockets the moment this
+  process learns of its revocation: its own (a logout it served), one Redis pushed
+  (``REVOCATION_PUSH``), or one its poll read;
+- while the event loop has sockets, a task brings the deny-list up to date every
+  ``REVOCATION_POLL_INTERVAL`` (``revocation.refresh``, in a thread: it may query the
+  database) and closes the sockets of any family on it. That is the bound without
+  Redis, and it catches a revocation heard of between a socket's check and its
+  registration here.
+
+A revocation by any process (a logout on another device, reuse detected, a password
+change, an admin's revoke) is in the database once committed, so every process closes
+its sockets within one interval and a poll.
 """
 
 from __future__ import annotations
@@ -16,18 +25,13 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
-from django.utils import timezone
 
+from rotating_tokens import revocation
 from rotating_tokens.conf import app_settings
-from rotating_tokens.models import TokenFamily
-
-if TYPE_CHECKING:
-    from datetime import datetime
 
 logger = logging.getLogger("rotating_tokens")
 
@@ -52,12 +56,21 @@ def register(socket: Socket, family_id: uuid.UUID) -> None:
     """Watch ``socket`` until ``unregister``: closed when ``family_id`` is revoked.
     Called on the socket's own event loop."""
     loop = asyncio.get_running_loop()
+    _forget_closed_loops()
     sockets = _loops.get(loop)
     if sockets is None:
         sockets = _loops[loop] = _LoopSockets(loop)
     sockets.families.setdefault(family_id, set()).add(socket)
+    revocation.add_listener(_heard_of)  # once: a listener already added is not added again
     if sockets.task is None or sockets.task.done():
         sockets.task = loop.create_task(_watch(sockets), name="rotating_tokens: revoked sockets")
+
+
+def _forget_closed_loops() -> None:
+    # A loop that was closed with sockets still registered (a test's, a server's that
+    # stopped): its sockets are gone with it.
+    for loop in [loop for loop in _loops if loop.is_closed()]:
+        _loops.pop(loop, None)
 
 
 def unregister(socket: Socket, family_id: uuid.UUID) -> None:
@@ -72,6 +85,7 @@ def unregister(socket: Socket, family_id: uuid.UUID) -> None:
 def open_families() -> dict[uuid.UUID, int]:
     """How many open sockets each family has in this process (for tests and metrics)."""
     counts: dict[uuid.UUID, int] = {}
+    _forget_closed_loops()
     for sockets in _loops.values():
         for family_id, members in sockets.families.items():
             counts[family_id] = counts.get(family_id, 0) + len(members)
@@ -95,49 +109,35 @@ def _close_on_loop(sockets: _LoopSockets, family_ids: set[uuid.UUID]) -> None:
 
 
 def poll_interval() -> float:
-    """Seconds between two looks at the families of open sockets."""
-    interval: timedelta = getattr(app_settings, "REVOCATION_POLL_INTERVAL", timedelta(seconds=1))
-    return interval.total_seconds()
+    """Seconds between two looks at the deny-list (at least 50 ms: an interval of 0
+    makes every access check read the family's row, and the sockets poll that often)."""
+    return max(app_settings.REVOCATION_POLL_INTERVAL.total_seconds(), 0.05)
 
 
 async def _watch(sockets: _LoopSockets) -> None:
     while sockets.families:
         await asyncio.sleep(poll_interval())
-        watched = list(sockets.families)
-        if not watched:
+        if not sockets.families:
             break
         try:
-            revoked = await sync_to_async(_revoked_among_in_thread)(watched)
+            await sync_to_async(_refresh_in_thread)()
         except Exception:  # the database is down: try again next interval
-            logger.warning("Could not check the families of open sockets.", exc_info=True)
+            logger.warning("Could not bring the revocation deny-list up to date.", exc_info=True)
             continue
-        _close_on_loop(sockets, revoked)
+        _close_on_loop(sockets, {f for f in sockets.families if revocation.is_revoked(f)})
     if _loops.get(sockets.loop) is sockets and not sockets.families:
         with contextlib.suppress(KeyError):
             del _loops[sockets.loop]
 
 
-def _revoked_among_in_thread(family_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+def _refresh_in_thread() -> None:
     # Outside any request: nothing else closes this thread's connection when it is too
     # old or broken, as request_started and request_finished do for a request's. Not
     # inside a transaction (a test's), whose connection closing would end it.
     if not any(c.in_atomic_block for c in connections.all(initialized_only=True)):
         close_old_connections()
-    return revoked_among(family_ids)
+    revocation.refresh()
 
 
-def revoked_among(
-    family_ids: Iterable[uuid.UUID], *, now: datetime | None = None
-) -> set[uuid.UUID]:
-    """Those of ``family_ids`` that no longer allow access: revoked, expired, or gone
-    (purged). One query, whatever their number; the database is the truth."""
-    family_ids = set(family_ids)
-    if not family_ids:
-        return set()
-    now = now or timezone.now()
-    live = set(
-        TokenFamily.objects.filter(pk__in=family_ids, revoked_at=None, expires_at__gt=now)
-        .values_list("pk", flat=True)
-        .order_by()
-    )
-    return family_ids - live
+def _heard_of(family_ids: frozenset[uuid.UUID]) -> None:
+    close_families(family_ids)
