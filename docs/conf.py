@@ -75,6 +75,12 @@ nitpick_ignore_regex = [
     ("py:.*", r"(HttpRequest|Request|Response|JsonResponse|APIException|AbstractBaseUser)"),
     ("py:.*", r"(Any|Callable|Iterable|Mapping|Sequence|Self|QuerySet\[.*\]|_T)"),
     ("py:class", r"(timedelta|datetime|UUID|QuerySet|HttpResponseBase|collections\.abc\..*)"),
+    # The integrations' types: Django Ninja's and simplejwt's (no inventory), DRF's
+    # exceptions module as exceptions.py imports it, the decorator's TypeVar.
+    (
+        "py:class",
+        r"(ninja\..*|NinjaAPI|Token|exceptions\.APIException|rotating_tokens\.decorators\.View)",
+    ),
 ]
 
 autodoc_typehints = "description"

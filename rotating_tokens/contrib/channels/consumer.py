@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 #: The close code of a socket that is not (or no longer) authenticated: 4000 + HTTP's 401.
 CLOSE_UNAUTHENTICATED = 4401
+#: An authenticated client's message that is not a JSON object (RFC 6455 7.4.1).
+CLOSE_INVALID_PAYLOAD = 1007
 
 
 def websocket_htu(scope: dict[str, Any]) -> str:
@@ -108,7 +110,7 @@ class AccessTokenConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # 
             if self.access is None:
                 await self.close_unauthenticated()
             else:
-                await self.close(code=1007)  # RFC 6455 7.4.1: data not consistent with the type
+                await self.close(code=CLOSE_INVALID_PAYLOAD)
             return
         await self.receive_json(content)
 
