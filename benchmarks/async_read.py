@@ -13,8 +13,8 @@ client (httpx, HTTP/1.1 keep-alive), at 1, 4 and 16 concurrent clients, the two 
 alternating in rounds so that drift on a shared machine hits both alike.
 
 WebSocket: ``uvicorn --workers 1``, 1,000 sockets open on ``/ws/me/``, 10 per family
-(100 logins). Ten of those families are logged out over HTTP one after another, each
-at a random point of the poll interval; for
+(100 logins). Ten of those families are logged out over HTTP, through another server
+process, one after another, each at a random point of the poll interval; for
 each, the time from the logout's answer to each of its sockets' close (4401) is taken,
 and after all of them the other 900 sockets must still answer a ping.
 
@@ -58,14 +58,14 @@ OURS, THEIRS = "/api/async/me/", "/bench/simplejwt/me/"
 
 
 def server_env(args: argparse.Namespace) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(
         PYTHONPATH=str(ROOT),
         DJANGO_SETTINGS_MODULE="benchmarks.async_peer.settings",
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=SECRET_KEY,
         DATABASE_URL=args.database_url or f"{args.pg}/{DATABASE}",
-        REDIS_URL=args.redis,
+        **({"REDIS_URL": args.redis} if args.redis else {}),
         LOGIN_THROTTLE_RATE="",
         REFRESH_THROTTLE_RATE="",
         DJANGO_PASSWORD_HASHERS=FAST_HASHER,
@@ -139,6 +139,7 @@ def login(base: str) -> dict[str, Any]:
 async def load(base: str, path: str, access: str, clients: int, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
+    refused: list[str] = []
     headers = {"Authorization": f"Bearer {access}"}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits) as client:
@@ -152,10 +153,11 @@ async def load(base: str, path: str, access: str, clients: int, seconds: float) 
                 latencies.append(time.perf_counter() - started)
                 if response.status_code != 200:
                     errors += 1
+                    refused.append(f"{response.status_code} {response.text[:200]}")
 
         await asyncio.gather(*(one() for _ in range(clients)))
     if errors:
-        raise RuntimeError(f"{path}: {errors} answers were not 200")
+        raise RuntimeError(f"{path}: {errors} answers were not 200: {sorted(set(refused))}")
     return {
         "rps": len(latencies) / seconds,
         "p50_ms": statistics.median(latencies) * 1000,
@@ -203,10 +205,13 @@ def http_benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 async def websocket_benchmark(
-    base: str, families: int, per_family: int, revoked: int
+    base: str, other: str, families: int, per_family: int, revoked: int
 ) -> dict[str, Any]:
+    """The sockets on ``base``; the logins and logouts on ``other``, another server
+    process, so that the sockets' process hears of each revocation as it hears of any
+    other process's (a push through Redis, else its poll)."""
     ws_url = base.replace("http://", "ws://") + "/ws/me/"
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=other, timeout=60) as client:
 
         async def one_login() -> dict[str, Any]:
             response = await client.post(
@@ -280,7 +285,9 @@ async def websocket_benchmark(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/7")
+    parser.add_argument(
+        "--redis", default="redis://127.0.0.1:6379/7", help='"" : no Redis (the poll alone)'
+    )
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (HTTP part)")
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per view and level")
     parser.add_argument("--rounds", type=int, default=3)
@@ -300,12 +307,21 @@ def main() -> None:
         if not args.skip_http:
             results["http"] = http_benchmark(args)
         server = start(args, 1, args.port + 1)
+        logouts = start(args, 1, args.port + 2)
         try:
             results["websocket"] = asyncio.run(
-                websocket_benchmark(f"http://127.0.0.1:{args.port + 1}", args.sockets // 10, 10, 10)
+                websocket_benchmark(
+                    f"http://127.0.0.1:{args.port + 1}",
+                    f"http://127.0.0.1:{args.port + 2}",
+                    args.sockets // 10,
+                    10,
+                    10,
+                )
             )
+            results["websocket"]["revocation_push"] = "redis" if args.redis else "none (poll)"
             print(json.dumps(results["websocket"]), flush=True)
         finally:
+            stop(logouts)
             stop(server)
         print(json.dumps(results, indent=2))
     finally:

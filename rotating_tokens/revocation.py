@@ -668,7 +668,13 @@ class _Push:
             self.poller.register(sock, _POLL_EVENTS)
             self.socket = sock
             return True
-        return bool(self.poller.poll(0))
+        try:
+            return bool(self.poller.poll(0))
+        except RuntimeError:
+            # "concurrent poll() invocation": a poll object refuses a second thread (an
+            # event loop's check beside a request thread's, under ASGI or gthread).
+            # Maybe news, then: the caller reads under the lock.
+            return True
 
     def publish(self, family_ids: Collection[uuid.UUID]) -> None:
         """Tell every subscribed process. A failure is logged: the revocation is

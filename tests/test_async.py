@@ -4,6 +4,7 @@ check keeps the database and the cache off the event loop."""
 from __future__ import annotations
 
 import asyncio
+from unittest import mock
 
 import pytest
 from asgiref.sync import SyncToAsync, async_to_sync, iscoroutinefunction
@@ -187,3 +188,16 @@ def test_a_refusal_carries_the_challenge_of_the_drf_views(user, client_info, set
     assert refused.value.www_authenticate.startswith('Bearer realm="api", DPoP algs="')
     settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP": "off"}
     assert refused.value.www_authenticate == 'Bearer realm="api"'
+
+
+def test_a_poll_of_the_subscription_by_two_threads_at_once_is_news_not_an_error():
+    # Under ASGI the event loop's in-memory check and a request thread's check poll
+    # the same subscription; select.poll refuses the second caller with RuntimeError.
+    push = revocation._Push()
+    sock = object()
+    pubsub = mock.Mock()
+    pubsub.connection._sock = sock
+    push.socket = sock
+    push.poller = mock.Mock()
+    push.poller.poll.side_effect = RuntimeError("concurrent poll() invocation")
+    assert push._has_news(pubsub) is True
