@@ -84,10 +84,12 @@ def _login(port: int, user, key: DPoPKey | None = None) -> dict:
     return tokens
 
 
-def _authenticate(port: int, message: dict):
-    socket = connect(f"ws://127.0.0.1:{port}/ws/me/", open_timeout=WAIT)
-    socket.send(json.dumps(message))
-    return socket
+@contextlib.contextmanager
+def _authenticated(port: int, message: dict):
+    """A socket to ws/me/ that sent ``message`` first."""
+    with connect(f"ws://127.0.0.1:{port}/ws/me/", open_timeout=WAIT) as socket:
+        socket.send(json.dumps(message))
+        yield socket
 
 
 def _close_code(socket) -> int | None:
@@ -107,16 +109,14 @@ def test_every_path_accepts_the_token_and_refuses_it_after_logout(server):
             200,
             {"id": user.pk, "username": user.username},
         ), path
-    socket = _authenticate(server, {"type": "authenticate", "access": tokens["access"]})
-    assert json.loads(socket.recv(timeout=WAIT)) == {
-        "type": "authenticated",
-        "user": {"id": user.pk, "username": user.username},
-    }
-    assert (
-        races._request(server, "POST", "/api/auth/logout/", {"refresh": tokens["refresh"]})[0]
-        == 204
-    )
-    assert _close_code(socket) == 4401  # whichever worker holds the socket
+    with _authenticated(server, {"type": "authenticate", "access": tokens["access"]}) as socket:
+        assert json.loads(socket.recv(timeout=WAIT)) == {
+            "type": "authenticated",
+            "user": {"id": user.pk, "username": user.username},
+        }
+        logout = races._request(server, "POST", "/api/auth/logout/", {"refresh": tokens["refresh"]})
+        assert logout[0] == 204
+        assert _close_code(socket) == 4401  # whichever worker holds the socket
     for path in READS:
         # Each worker has heard of the logout by its next poll at the latest.
         for _ in range(WAIT * 10):
@@ -142,12 +142,14 @@ def test_a_bound_token_needs_its_proof_on_every_path(server):
             server, "GET", path, Authorization=f"DPoP {access}", DPoP=proof
         )
         assert status == 200, (path, body)
-    assert _close_code(_authenticate(server, {"type": "authenticate", "access": access})) == 4401
+    with _authenticated(server, {"type": "authenticate", "access": access}) as socket:
+        assert _close_code(socket) == 4401
     proof = key.proof("GET", f"http://127.0.0.1:{server}/ws/me/", access=access)
-    socket = _authenticate(server, {"type": "authenticate", "access": access, "dpop": proof})
-    assert json.loads(socket.recv(timeout=WAIT))["type"] == "authenticated"
-    socket.close()
+    message = {"type": "authenticate", "access": access, "dpop": proof}
+    with _authenticated(server, message) as socket:
+        assert json.loads(socket.recv(timeout=WAIT))["type"] == "authenticated"
 
 
 def test_a_bad_token_on_the_socket_closes_it_with_4401(server):
-    assert _close_code(_authenticate(server, {"type": "authenticate", "access": "junk"})) == 4401
+    with _authenticated(server, {"type": "authenticate", "access": "junk"}) as socket:
+        assert _close_code(socket) == 4401
