@@ -103,7 +103,6 @@ class _Known:
     """The deny-list, the facts, and where the poll stands, for one process."""
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
         # Serialises polls and every change to the deny-list; reads need no lock.
         self.lock = threading.RLock()
         # family id -> Facts, or a float: revoked, denied until this monotonic time.
@@ -115,6 +114,7 @@ class _Known:
         self.high: int | None = None  # the highest row number seen; None: not started
         self.gaps: dict[int, float] = {}  # missing row number -> give up at (monotonic)
         self.synced_at = -math.inf  # monotonic time the last complete poll started
+        self.owner_field = ""  # services._owner_lookup() at the last poll
         self.push = _Push()
 
     # The deny-list
@@ -225,8 +225,10 @@ _listeners: list[Listener] = []
 
 
 def _state() -> _Known:
+    # No pid compared here (a system call per check): a fork empties it (below), and
+    # where there is no fork there is nothing to compare.
     known = _known
-    if known is None or known.pid != os.getpid():
+    if known is None:
         return _new_state()
     return known
 
@@ -234,9 +236,7 @@ def _state() -> _Known:
 def _new_state() -> _Known:
     global _known
     with _known_lock:
-        if _known is None or _known.pid != os.getpid():
-            if _known is not None and _known.pid == os.getpid():
-                _known.push.close()
+        if _known is None:
             _known = _Known()
         return _known
 
@@ -245,17 +245,17 @@ def reset() -> None:
     """Forget everything this process knows (tests; a settings change)."""
     global _known
     with _known_lock:
-        if _known is not None and _known.pid == os.getpid():
+        if _known is not None:
             _known.push.close()
         _known = None
 
 
 def _forget_after_fork() -> None:
     # A forked child (a gunicorn worker) must not share its parent's subscription
-    # socket, nor trust a poll made before the fork. (The pid check in _state() says
-    # the same where fork hooks do not exist.)
-    global _known
+    # socket, nor trust a poll made before the fork.
+    global _known, _known_lock
     _known = None
+    _known_lock = threading.Lock()  # it may have been held by another thread at the fork
 
 
 if hasattr(os, "register_at_fork"):
@@ -287,24 +287,26 @@ def allows_access(family_id: Any, *, user_id: Any = None, now: datetime | None =
     family = _family_uuid(family_id)
     if family is None:
         return False
-    now = now or timezone.now()
-    if timedelta(0) >= app_settings.REVOCATION_POLL_INTERVAL:
+    at = time.time() if now is None else now.timestamp()
+    interval = app_settings.REVOCATION_POLL_INTERVAL.total_seconds()
+    if interval <= 0:
         facts = _read_facts(family)
-        return facts is not None and _facts_allow(facts, user_id, now)
-    known = _refreshed()
+        return facts is not None and _facts_allow(facts, user_id, at)
+    known = _refreshed(interval)
     entry = known.entries.get(family)
+    clock = time.monotonic()
     if type(entry) is float:
-        if entry > time.monotonic():
+        if entry > clock:
             return False
-        known.expire(time.monotonic())
+        known.expire(clock)
         entry = None
-    if entry is None or not _usable(entry):  # type: ignore[arg-type]
+    if entry is None or not _usable(known, entry, clock):  # type: ignore[arg-type]
         facts = _read_facts(family)
         if facts is None:
             return False  # unknown (or revoked: now on the deny-list)
         known.keep(family, facts)
         entry = facts
-    return _facts_allow(entry, user_id, now)  # type: ignore[arg-type]
+    return _facts_allow(entry, user_id, at)  # type: ignore[arg-type]
 
 
 def allows_access_in_memory(
@@ -317,19 +319,22 @@ def allows_access_in_memory(
     family = _family_uuid(family_id)
     if family is None:
         return False
-    if timedelta(0) >= app_settings.REVOCATION_POLL_INTERVAL:
+    interval = app_settings.REVOCATION_POLL_INTERVAL.total_seconds()
+    if interval <= 0:
         return None
     known = _state()
-    if not _fresh(known) or not known.push.receive(known, blocking=False):
+    if not _fresh(known, interval) or not known.push.receive(known, blocking=False):
         return None
     entry = known.entries.get(family)
+    clock = time.monotonic()
     if entry is None:
         return None
     if type(entry) is float:
-        return False if entry > time.monotonic() else None
-    if not _usable(entry):  # type: ignore[arg-type]
+        return False if entry > clock else None
+    if not _usable(known, entry, clock):  # type: ignore[arg-type]
         return None
-    return _facts_allow(entry, user_id, now or timezone.now())  # type: ignore[arg-type]
+    at = time.time() if now is None else now.timestamp()
+    return _facts_allow(entry, user_id, at)  # type: ignore[arg-type]
 
 
 def is_revoked(family_id: Any) -> bool:
@@ -346,18 +351,21 @@ def refresh() -> None:
     """Bring this process's deny-list up to date: read what Redis pushed, and poll the
     database if the last poll started longer ago than the interval. A thread that
     finds another polling waits for it, since its answer must not be older."""
-    _refreshed()
+    _refreshed(app_settings.REVOCATION_POLL_INTERVAL.total_seconds())
 
 
-def _refreshed() -> _Known:
+def _refreshed(interval: float) -> _Known:
     known = _state()
     known.push.receive(known)
-    if _fresh(known):
+    if _fresh(known, interval):
         return known
     newly: set[uuid.UUID] = set()
     with known.lock:
-        if not _fresh(known):
+        if not _fresh(known, interval):
             started = time.monotonic()
+            # Read once per poll, not per check: a change of USER_ID_FIELD (which in
+            # production comes with a restart) is seen within one interval.
+            known.owner_field = _owner_lookup()
             # Where revocations write their rows (services.revoke_families).
             newly = known.poll(router.db_for_write(TokenFamily))
             known.synced_at = started
@@ -367,8 +375,7 @@ def _refreshed() -> _Known:
     return known
 
 
-def _fresh(known: _Known) -> bool:
-    interval = app_settings.REVOCATION_POLL_INTERVAL.total_seconds()
+def _fresh(known: _Known, interval: float) -> bool:
     return time.monotonic() - known.synced_at < interval
 
 
@@ -402,8 +409,8 @@ def _read_facts(family: uuid.UUID) -> Facts | None:
     )
 
 
-def _usable(facts: Facts) -> bool:
-    return facts[3] > time.monotonic() and facts[2] == _owner_lookup()
+def _usable(known: _Known, facts: Facts, clock: float) -> bool:
+    return facts[3] > clock and facts[2] == known.owner_field
 
 
 def _owner_lookup() -> str:
@@ -412,15 +419,15 @@ def _owner_lookup() -> str:
     return _owner_lookup()
 
 
-def _facts_allow(facts: Facts, user_id: Any, now: datetime) -> bool:
-    from .services import user_id_claim
-
+def _facts_allow(facts: Facts, user_id: Any, at: float) -> bool:
+    """Whether the facts allow an access token of ``user_id`` at ``at`` (a timestamp).
+    ``user_id`` compares as ``services.user_id_claim`` writes it: ``str()`` of it."""
     good_until, owner = facts[0], facts[1]
     # An owner without a USER_ID_FIELD value ("") matches no token, not even one
     # without the claim.
-    if user_id is not None and (not owner or user_id_claim(user_id) != owner):
+    if user_id is not None and (not owner or str(user_id) != owner):
         return False
-    return now.timestamp() < good_until
+    return at < good_until
 
 
 # Revoking ------------------------------------------------------------------------------

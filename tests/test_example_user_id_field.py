@@ -63,14 +63,8 @@ def test_a_project_keyed_by_username_logs_in_reads_refreshes_and_detects_reuse(
         assert (status, body["code"]) == (401, "token_reused")
         # In force on the worker that detected it at once, on the others by their next
         # poll (REVOCATION_POLL_INTERVAL, 1 s) when no Redis pushes it.
-        deadline = time.monotonic() + (0.5 if cache == "redis" else 3)
-        for headers in (bearer, new_bearer):
-            while True:
-                status, body = races._request(port, "GET", "/api/me/", **headers)
-                if status != 200 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-            assert (status, body["code"]) == (401, "token_revoked")
-        for headers in (bearer, new_bearer) * 3:  # and stays so on every worker
+        if cache != "redis":
+            time.sleep(1.2)
+        for headers in (bearer, new_bearer) * 3:  # on every worker
             status, body = races._request(port, "GET", "/api/me/", **headers)
             assert (status, body["code"]) == (401, "token_revoked")

@@ -274,11 +274,16 @@ def test_a_deleted_family_is_refused_by_the_processes_that_knew_it(
     assert not revocation.allows_access(family.pk)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
 def test_a_forked_child_starts_empty(long_interval, family):
     assert revocation.allows_access(family.pk)
-    parent = revocation._state()
-    with mock.patch.object(revocation.os, "getpid", return_value=os.getpid() + 1):
-        assert revocation._state() is not parent
+    assert revocation._known is not None
+    pid = os.fork()
+    if pid == 0:  # the child: what the parent knew is gone
+        os._exit(0 if revocation._known is None else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert revocation._known is not None  # the parent keeps its own
 
 
 def test_the_owner_is_compared_from_memory(long_interval, family, user):
