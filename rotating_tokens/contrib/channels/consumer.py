@@ -13,8 +13,8 @@ The protocol (``docs/howto/channels.md``):
   before it, or a message that is not JSON: closed with 4401;
 - while the socket is open, its family is watched (``sockets.py``): revoked anywhere,
   by any process, the socket is closed with 4401: at once where this process made
-  the revocation or Redis pushed it, else within ``REVOCATION_POLL_INTERVAL`` and a
-  quarter;
+  the revocation, within a quarter of ``REVOCATION_POLL_INTERVAL`` where Redis pushes
+  it (the next look reads the push), else within an interval and a quarter;
 - the access token expiring closes the socket with 4401, unless the client sent a new
   ``authenticate`` message with a fresh token (after a refresh) before: a socket may
   re-authenticate any number of times, as the same user only.
