@@ -60,7 +60,7 @@ def configure(database_url: str | None, redis_url: str | None, workdir: Path) ->
             "rotating_tokens",
         ],
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        ROTATING_TOKENS={"FAMILY_STATE_CACHE": "default"},
+        ROTATING_TOKENS={"DPOP_REPLAY_CACHE": "default"},
     )
     import django
 
@@ -142,7 +142,7 @@ def main() -> None:
             median, p95 = measure(args.rounds, record)
             print(f"  {label:<36} median {median:8.0f}   p95 {p95:8.0f}")
         if args.redis:
-            with override_settings(ROTATING_TOKENS={"FAMILY_STATE_CACHE": "redis"}):
+            with override_settings(ROTATING_TOKENS={"DPOP_REPLAY_CACHE": "redis"}):
                 assert services.replay_cache() is not None, "this Redis may evict"
                 median, p95 = measure(args.rounds, services.proof_is_new)
                 print(f"  {'Redis (noeviction)':<36} median {median:8.0f}   p95 {p95:8.0f}")

@@ -7,7 +7,7 @@ environment:
 - ``DATABASE_URL`` (default SQLite in the project folder): ``postgres://…`` or ``mysql://…``.
 - ``REDIS_URL``: a shared cache; without it a file cache shared by the processes of
   this machine is used (the access-token family check needs a cache all workers see;
-  it is correct on the file cache too, whose add() is not atomic: see the README).
+  it is correct on the file cache too, whose add() is not atomic: see the docs).
 - ``REDIS_SOCKET_TIMEOUT`` (default 1): seconds the Redis client waits for a
   connection or an answer before it gives up.
 - ``DEMO_CACHE=database``: Django's database cache instead (its table is made by
@@ -32,11 +32,10 @@ environment:
   passwords); the benchmark names a fast one on both sides to leave the password check
   out of its login figures. Unset: Django's defaults.
 - ``REFRESH_TOKEN_TRANSPORT`` (default "auto", the app's default): how refresh tokens
-  travel, "cookie", "body", "both" or "auto" (see the README, "Browsers: the refresh
-  cookie").
+  travel, "cookie", "body", "both" or "auto" (see docs/tutorials/browser-spa.md).
 - ``ACCEPT_SIMPLEJWT_UNTIL``: an ISO 8601 date and time with its offset
   (``2027-01-15T00:00:00+00:00``): until then, refresh tokens of simplejwt signed with
-  the same key convert once (README, "Migrating from simplejwt"); simplejwt's URLs are
+  the same key convert once (docs/howto/migrate-from-simplejwt.md); simplejwt's URLs are
   answered under ``/api/token/`` (``rotating_tokens.simplejwt_urls``) in any case.
 - ``JWT_USER_ID_FIELD`` (default: simplejwt's, the pk ``id``): the user field access
   tokens carry in their ``user_id`` claim (``SIMPLE_JWT["USER_ID_FIELD"]``), e.g.
@@ -145,9 +144,9 @@ elif os.environ.get("REDIS_URL"):
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": os.environ["REDIS_URL"],
-            # A Redis that stops answering (paused for a failover, gone) must cost a
-            # request about a second, not hang the worker: redis-py waits forever by
-            # default. (It also retries a timed-out command, three times by default.)
+            # A Redis that stops answering (paused for a failover, gone) must not hang a
+            # worker: redis-py waits forever by default. (It also retries a command that
+            # timed out, up to 10 times in redis-py 8, so one call can take longer.)
             "OPTIONS": {
                 "socket_timeout": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "1")),
                 "socket_connect_timeout": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "1")),
@@ -226,6 +225,9 @@ ROTATING_TOKENS = {
     # the benchmarks measure logins without the device lookup.
     "NEW_DEVICE_EMAIL": os.environ.get("NOTICE_EMAILS") == "1",
     "REUSE_DETECTED_EMAIL": os.environ.get("NOTICE_EMAILS") == "1",
+    # How old each worker's list of revoked families may be when it answers (the bound
+    # when no Redis pushes a revocation sooner; 0: the database on every request).
+    "REVOCATION_POLL_INTERVAL": float(os.environ.get("REVOCATION_POLL_SECONDS", "1")),
 }
 
 EMAIL_BACKEND = os.environ.get(

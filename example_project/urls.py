@@ -11,7 +11,8 @@ urlpatterns = [
     path("demo/<str:name>", pages.script, name="demo-script"),
     path("admin/", admin.site.urls),
     path("api/auth/", include("rotating_tokens.urls")),
-    # simplejwt's URLs, for clients of a project migrating from it (README).
+    # simplejwt's URLs, for clients of a project migrating from it
+    # (docs/howto/migrate-from-simplejwt.md).
     path("api/token/", include("rotating_tokens.simplejwt_urls")),
     # Where other services look for the verifying keys by convention.
     path(".well-known/jwks.json", JWKSView.as_view(), name="jwks"),

@@ -21,7 +21,8 @@ from .clients import dpop_proof, log_refused_proof
 from .conf import app_settings
 from .dpop import Proof
 from .exceptions import DPoPError, DPoPInvalid, DPoPRequired, ServiceUnavailable
-from .services import ReplayStoreUnavailable, family_allows_access, set_current_family
+from .revocation import allows_access
+from .services import ReplayStoreUnavailable, set_current_family
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -37,9 +38,10 @@ class AccessTokenAuthentication(JWTAuthentication):
     """simplejwt's JWT authentication, plus:
 
     - an access token stops working as soon as its family is revoked (logout, reuse
-      detected, admin…), not only when it expires. The family's state is cached (see
-      ``services.family_allows_access``), so the check costs no query on most
-      requests. ``CHECK_FAMILY_ON_ACCESS = False`` turns it off;
+      detected, admin…), not only when it expires. Each process answers from what it
+      knows of the family and its list of revoked families (``revocation.py``), so
+      the check costs no query on most requests. ``CHECK_FAMILY_ON_ACCESS = False``
+      turns it off;
     - an access token bound to a DPoP key (``cnf.jkt``) is accepted only as
       ``Authorization: DPoP <token>`` with a ``DPoP`` proof of this request, signed by
       that key and carrying the token's hash (RFC 9449 section 7).
@@ -146,7 +148,7 @@ class AccessTokenAuthentication(JWTAuthentication):
         # The family must also be the token's user's: the pair is checked from the
         # same cache entry, at no extra cost.
         user_id = token.get(simplejwt_settings.USER_ID_CLAIM)
-        if not family_allows_access(family_id, user_id=user_id if user_id is not None else ""):
+        if not allows_access(family_id, user_id=user_id if user_id is not None else ""):
             raise AuthenticationFailed(
                 str(_("This session has ended. Please log in again.")), code="token_revoked"
             )

@@ -10,11 +10,13 @@ from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 from django.utils import timezone
 
-from .conf import DEFAULTS, app_settings, simplejwt_refresh_lifetimes
+from .conf import DEFAULTS, OBSOLETE, app_settings, simplejwt_refresh_lifetimes
 from .crypto import HASHERS
-from .local_state import backend_path
 from .middleware import COOKIE_MIDDLEWARE
-from .services import PROCESS_LOCAL_CACHES
+from .revocation import backend_path
+
+# Caches whose entries only the process that wrote them can see.
+PROCESS_LOCAL_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
 
 MAX_GRACE_PERIOD = timedelta(minutes=1)
 LIFETIMES = ("ACCESS_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME", "FAMILY_LIFETIME")
@@ -26,7 +28,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     user_settings = getattr(settings, "ROTATING_TOKENS", None) or {}
     if not isinstance(user_settings, dict):
         return [Error("ROTATING_TOKENS must be a dict.", id="rotating_tokens.E001")]
-    unknown = sorted(set(user_settings) - set(DEFAULTS))
+    unknown = sorted(set(user_settings) - set(DEFAULTS) - set(OBSOLETE))
     if unknown:
         errors.append(
             Error(
@@ -89,8 +91,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     errors.extend(_check_hash_key_fallbacks())
     errors.extend(_check_trusted_proxy_count())
     errors.extend(_check_accept_simplejwt_until())
-    if _is_set(user_settings, "FAMILY_STATE_CACHE") or app_settings.FAMILY_STATE_CACHE:
-        errors.extend(_check_family_state_cache_alias())
     return errors
 
 
@@ -149,40 +149,6 @@ def _check_accept_simplejwt_until() -> list[CheckMessage]:
             id="rotating_tokens.E009",
         )
     ]
-
-
-def _check_family_state_cache_alias() -> list[CheckMessage]:
-    alias = app_settings.FAMILY_STATE_CACHE
-    if not app_settings.CHECK_FAMILY_ON_ACCESS or not alias or alias in settings.CACHES:
-        return []
-    return [
-        Error(
-            f"FAMILY_STATE_CACHE names the cache {alias!r}, which CACHES does not define.",
-            id="rotating_tokens.E006",
-        )
-    ]
-
-
-@register(Tags.security, deploy=True)
-def check_family_state_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """A deploy check: a process-local cache is right for runserver and one process,
-    and a warning on every manage.py command would teach people to ignore warnings."""
-    alias = app_settings.FAMILY_STATE_CACHE
-    if not app_settings.CHECK_FAMILY_ON_ACCESS or not alias or alias not in settings.CACHES:
-        return []
-    if backend_path(caches[alias]) in PROCESS_LOCAL_CACHES:
-        return [
-            Warning(
-                f"FAMILY_STATE_CACHE {alias!r} is local to each process, so it is not used: "
-                "every request with an access token reads its family from the database "
-                "(correct, one query slower). DRF's throttles keep their counts in it too: "
-                "with N processes a rate allows N times as many requests.",
-                hint="Use a cache all processes share (Redis, Memcached, the database, or "
-                "a file cache on one machine).",
-                id="rotating_tokens.W003",
-            )
-        ]
-    return []
 
 
 @register(Tags.security, deploy=True)
@@ -599,15 +565,14 @@ def _url_views() -> list[type]:
 @register(Tags.security)
 def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Settings under which a DPoP-bound token loses its binding somewhere."""
-    from .services import REPLAY_CACHES, _state_cache
+    from .services import replay_cache_candidate
 
     if app_settings.DPOP == "off":
         return []
     errors: list[CheckMessage] = []
     # Only a Redis can keep the records out of the database (services.replay_cache),
     # and only when it does not evict, which the check does not connect to ask.
-    cache = _state_cache()
-    shared = cache is not None and (backend_path(cache) in REPLAY_CACHES)
+    shared = replay_cache_candidate() is not None
     sqlite_atomic = [
         alias
         for alias, database in settings.DATABASES.items()
@@ -619,7 +584,7 @@ def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
                 "ATOMIC_REQUESTS is on for SQLite and used DPoP proofs are recorded in the "
                 "database: a request of yours that answers an error rolls back the record "
                 "of its proof, which could then be replayed within its minute.",
-                hint="Set FAMILY_STATE_CACHE to a Redis whose maxmemory-policy is noeviction "
+                hint="Set DPOP_REPLAY_CACHE to a Redis whose maxmemory-policy is noeviction "
                 "(or without maxmemory), or turn ATOMIC_REQUESTS off. Memcached and the "
                 "database cache evict, so they never hold the records.",
                 id="rotating_tokens.W041",
@@ -628,30 +593,148 @@ def check_dpop_holes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     return errors
 
 
-# Each process's copy of family states (E050-E059) -----------------------------------
+# How revocations reach every process (E080-E089, W080-W089, I080) ------------------
+
+MAX_POLL_INTERVAL = timedelta(seconds=10)
+PUSH_KEYS = {"URL", "CLUSTER", "OPTIONS"}
 
 
 @register()
-def check_local_family_state(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+def check_revocation_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     user_settings = getattr(settings, "ROTATING_TOKENS", None)
     if user_settings is not None and not isinstance(user_settings, dict):
         return []  # E001 says it
     errors: list[CheckMessage] = []
-    if not isinstance(app_settings.FAMILY_STATE_LOCAL_COPY, bool):
-        errors.append(
-            Error("FAMILY_STATE_LOCAL_COPY must be True or False.", id="rotating_tokens.E050")
-        )
-    timeout = app_settings.FAMILY_STATE_LOCAL_TIMEOUT
-    if not isinstance(timeout, timedelta) or timeout < timedelta(0):
+    interval = app_settings.REVOCATION_POLL_INTERVAL
+    if not isinstance(interval, timedelta) or interval < timedelta(0):
         errors.append(
             Error(
-                "FAMILY_STATE_LOCAL_TIMEOUT must be a timedelta or a number of seconds, "
+                "REVOCATION_POLL_INTERVAL must be a timedelta or a number of seconds, "
                 "zero or more.",
-                hint="It bounds how long a process trusts its copy of a family's state.",
-                id="rotating_tokens.E051",
+                hint="It bounds how old a process's list of revoked families may be "
+                "when it answers; 0 reads the family's row on every request.",
+                id="rotating_tokens.E080",
+            )
+        )
+    push = app_settings.REVOCATION_PUSH
+    if isinstance(push, dict):
+        url = push.get("URL")
+        if (
+            set(push) - PUSH_KEYS
+            or not isinstance(url, str)
+            or not url.startswith(("redis://", "rediss://", "unix://"))
+            or not isinstance(push.get("CLUSTER", False), bool)
+            or not isinstance(push.get("OPTIONS", {}), dict)
+        ):
+            errors.append(
+                Error(
+                    "REVOCATION_PUSH must be a cache alias, None, or "
+                    '{"URL": "redis://…", "CLUSTER": bool, "OPTIONS": {…}}.',
+                    id="rotating_tokens.E081",
+                )
+            )
+    elif push is not None and (not isinstance(push, str) or push not in settings.CACHES):
+        errors.append(
+            Error(
+                f"REVOCATION_PUSH names the cache {push!r}, which CACHES does not define.",
+                hint="Name a Redis cache of CACHES, give a Redis URL, or None for the poll alone.",
+                id="rotating_tokens.E081",
+            )
+        )
+    replay = app_settings.DPOP_REPLAY_CACHE
+    if replay is not None and (not isinstance(replay, str) or replay not in settings.CACHES):
+        errors.append(
+            Error(
+                f"DPOP_REPLAY_CACHE names the cache {replay!r}, which CACHES does not define.",
+                hint="Name a cache of CACHES, or None to record used proofs in the database.",
+                id="rotating_tokens.E082",
+            )
+        )
+    obsolete = sorted(set(user_settings or {}) & set(OBSOLETE))
+    for name in obsolete:
+        errors.append(
+            Warning(
+                f"ROTATING_TOKENS[{name!r}] is no longer used: revocation no longer rests "
+                "on a cache.",
+                hint=f"Remove it; what replaces it: {OBSOLETE[name]}.",
+                id="rotating_tokens.W081",
             )
         )
     return errors
+
+
+@register(Tags.security, deploy=True)
+def check_revocation_reach(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A deploy check: how soon a revocation is in force on every process, and why
+    (never a silent degradation to the poll alone)."""
+    from . import revocation
+
+    interval = app_settings.REVOCATION_POLL_INTERVAL
+    if not app_settings.CHECK_FAMILY_ON_ACCESS or not isinstance(interval, timedelta):
+        return []
+    push = app_settings.REVOCATION_PUSH
+    if interval < timedelta(0) or (
+        push is not None and not isinstance(push, dict) and push not in settings.CACHES
+    ):
+        return []  # E080, E081 say it
+    try:
+        status = revocation.status()
+    except Exception as exc:  # a Redis Cluster is asked for its nodes at once
+        return [
+            Warning(
+                f"Revocations cannot be pushed now: the Redis of REVOCATION_PUSH cannot be "
+                f"reached ({exc}). Each process learns of them by the poll alone, within "
+                f"{interval.total_seconds():g} s, until it can.",
+                id="rotating_tokens.W080",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    if push is not None and not status["push"]:
+        messages.append(
+            Warning(
+                f"Revocations are not pushed: {status['path']}. Each process learns of "
+                f"them by the poll alone, within {interval.total_seconds():g} s.",
+                hint="Name a Redis cache (Django's RedisCache or django-redis) in "
+                "REVOCATION_PUSH, or set it to None to say the poll is enough.",
+                id="rotating_tokens.W080",
+            )
+        )
+    if interval > MAX_POLL_INTERVAL:
+        messages.append(
+            Warning(
+                f"REVOCATION_POLL_INTERVAL is {interval}: when Redis fails, a revoked "
+                "session's access tokens keep working that long on other processes.",
+                hint="Keep it at a few seconds; the poll is one indexed query per interval "
+                "per process.",
+                id="rotating_tokens.W082",
+            )
+        )
+    messages.append(
+        Info(
+            f"A revocation is in force on every process {status['bound']}.",
+            id="rotating_tokens.I080",
+        )
+    )
+    return messages
+
+
+@register(Tags.security, deploy=True)
+def check_throttle_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A deploy check: DRF's throttles count in the default cache."""
+    if "default" not in settings.CACHES:
+        return []
+    if backend_path(caches["default"]) in PROCESS_LOCAL_CACHES:
+        return [
+            Warning(
+                "The default cache is local to each process, and DRF's throttles (the "
+                "login and refresh rates) count in it: with N processes a rate allows N "
+                "times as many requests.",
+                hint="Use a cache all processes share (Redis, Memcached, the database, or a "
+                "file cache on one machine).",
+                id="rotating_tokens.W083",
+            )
+        ]
+    return []
 
 
 # Migrating from simplejwt, and the integrations (E060-E069, W060-W069) -------------
@@ -686,7 +769,7 @@ def _check_simplejwt_views() -> list[CheckMessage]:
             "or checks simplejwt tokens beside this app's, outside any family, so logout, "
             "reuse detection and revocation never reach them.",
             hint="Mount rotating_tokens.simplejwt_urls at simplejwt's old prefix instead "
-            "(README, 'Migrating from simplejwt').",
+            "(docs: 'Migrate from djangorestframework-simplejwt').",
             id="rotating_tokens.W063",
         )
         for view in _url_views()
@@ -747,7 +830,7 @@ def _check_transition_transport() -> list[CheckMessage]:
             "refresh token in the response body too, where page JavaScript (and an XSS) "
             "can read it.",
             hint='Once the browser app refreshes by cookie, remove TRANSPORT ("auto"); see '
-            "the README's 'Migrating from simplejwt'.",
+            "the docs' 'Migrate from djangorestframework-simplejwt'.",
             id="rotating_tokens.W062",
         )
     ]
@@ -838,7 +921,7 @@ def _check_simplejwt_refresh_lifetime(user_settings: dict[str, Any]) -> list[Che
             f"{app_settings.FAMILY_LIFETIME} at most and {app_settings.REFRESH_TOKEN_LIFETIME} "
             f"unused, where simplejwt gave it {derived[1]} and {derived[0]}.",
             hint="Set the lifetimes in one place: without ROTATING_TOKENS's, simplejwt's is "
-            "used (see the README's 'Migrating from simplejwt').",
+            "used (see the docs' 'Migrate from djangorestframework-simplejwt').",
             id="rotating_tokens.W060",
         )
     ]

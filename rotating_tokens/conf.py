@@ -36,11 +36,14 @@ DEFAULTS: dict[str, Any] = {
     # Public keys (PEM) of earlier access-token signing keys (keys.py).
     "VERIFYING_KEY_FALLBACKS": [],
     "CHECK_FAMILY_ON_ACCESS": True,
-    "FAMILY_STATE_CACHE": "default",
-    "FAMILY_STATE_CACHE_TIMEOUT": timedelta(minutes=5),
-    # A copy of family states in each process, kept current by Redis (local_state.py).
-    "FAMILY_STATE_LOCAL_COPY": True,
-    "FAMILY_STATE_LOCAL_TIMEOUT": timedelta(seconds=10),
+    # How revocations reach every process (revocation.py): the longest a process's
+    # deny-list may be when it answers (0: the database on every check), and the cache
+    # alias whose Redis pushes them at once (or {"URL": …, "CLUSTER": bool}; None: none).
+    "REVOCATION_POLL_INTERVAL": timedelta(seconds=1),
+    "REVOCATION_PUSH": "default",
+    # Where used DPoP proofs are recorded when it is a Redis that never evicts (else the
+    # database: services.replay_cache).
+    "DPOP_REPLAY_CACHE": "default",
     "FAMILY_CLAIM": "fam",
     "LOGIN_THROTTLE_SCOPE": "rotating_tokens_login",
     "REFRESH_THROTTLE_SCOPE": "rotating_tokens_refresh",
@@ -51,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "PURGE_RETENTION": timedelta(days=7),
     "REVOKE_ON_PASSWORD_CHANGE": True,
     "MAX_FAMILIES_PER_USER": None,
-    # Projects' own rules (callables or dotted paths), see the README.
+    # Projects' own rules (callables or dotted paths), see docs/howto/own-views.md.
     "ACCESS_TOKEN_CLAIMS": None,
     "CHECK_LOGIN": None,
     "SESSION_EXCHANGE_ENDS_SESSION": True,
@@ -83,6 +86,32 @@ DEFAULTS: dict[str, Any] = {
 }
 
 TRANSPORTS = ("cookie", "body", "both", "auto")
+
+# Settings of earlier releases that no longer do anything, and what took their place
+# (rotating_tokens.W081 names them).
+OBSOLETE: dict[str, str] = {
+    "FAMILY_STATE_CACHE": "REVOCATION_PUSH (the push) and DPOP_REPLAY_CACHE (used proofs)",
+    "FAMILY_STATE_CACHE_TIMEOUT": "REVOCATION_POLL_INTERVAL",
+    "FAMILY_STATE_LOCAL_COPY": "the deny-list every process keeps (always on)",
+    "FAMILY_STATE_LOCAL_TIMEOUT": "REVOCATION_POLL_INTERVAL",
+}
+
+# The system checks of settings whose messages name them only through a placeholder
+# ("{name} must be a positive timedelta."), for the settings reference; the checks that
+# name a setting in their text are found there (docs/_ext/rt_reference.py), and a test
+# keeps every id here a real one.
+SETTING_CHECKS: dict[str, tuple[str, ...]] = {
+    "ACCESS_TOKEN_LIFETIME": ("rotating_tokens.E004",),
+    "REFRESH_TOKEN_LIFETIME": ("rotating_tokens.E004",),
+    "FAMILY_LIFETIME": ("rotating_tokens.E004",),
+    "SESSION_FAMILY_LIFETIME": ("rotating_tokens.E070",),
+    "SESSION_REFRESH_TOKEN_LIFETIME": ("rotating_tokens.E070",),
+    "NEW_DEVICE_WINDOW": ("rotating_tokens.E070",),
+    "DPOP_PROOF_MAX_AGE": ("rotating_tokens.E042",),
+    "DPOP_CLOCK_SKEW": ("rotating_tokens.E042",),
+    "NEW_DEVICE_EMAIL": ("rotating_tokens.E071",),
+    "REUSE_DETECTED_EMAIL": ("rotating_tokens.E071",),
+}
 
 
 def _seconds(value: Any) -> Any:
@@ -132,8 +161,9 @@ class Settings:
 
     @property
     def ACCESS_TOKEN_LIFETIME(self) -> timedelta:
-        """Ours if set; else simplejwt's, so a project that configured
-        ``SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]`` gets what it asked for."""
+        """How long an access token lives (never past its family's absolute expiry).
+        Ours if set; else simplejwt's, so a project that configured
+        ``SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]`` gets what it asked for; else 5 minutes."""
         value = self._get("ACCESS_TOKEN_LIFETIME")
         if value is None:
             simple_jwt = getattr(settings, "SIMPLE_JWT", None) or {}
@@ -142,7 +172,8 @@ class Settings:
 
     @property
     def REFRESH_TOKEN_LIFETIME(self) -> timedelta:
-        """How long a refresh token lives unused. Ours if set; else what simplejwt's
+        """How long a refresh token lives unused: a client that does not refresh for
+        this long logs in again. Ours if set; else what simplejwt's
         ``REFRESH_TOKEN_LIFETIME`` meant (``simplejwt_refresh_lifetimes``); else 14 days."""
         value = self._get("REFRESH_TOKEN_LIFETIME")
         if value is None:
@@ -152,8 +183,8 @@ class Settings:
 
     @property
     def FAMILY_LIFETIME(self) -> timedelta:
-        """How long a login lasts at most. Ours if set; else what simplejwt's
-        ``REFRESH_TOKEN_LIFETIME`` meant; else 30 days."""
+        """How long a login lasts at most, however active the user is. Ours if set;
+        else what simplejwt's ``REFRESH_TOKEN_LIFETIME`` meant; else 30 days."""
         value = self._get("FAMILY_LIFETIME")
         if value is None:
             derived = simplejwt_refresh_lifetimes()
@@ -180,6 +211,9 @@ class Settings:
 
     @property
     def REUSE_GRACE_PERIOD(self) -> timedelta:
+        """How long after its first use a refresh token may be retried by the same
+        client and get the same successor back: a timedelta or a number of seconds. 0
+        turns retries off."""
         value = self._get("REUSE_GRACE_PERIOD")
         # A number of seconds works as well: 0 reads better than timedelta(0). (Not a
         # bool: True is an int in Python, and E005 refuses it.)
@@ -189,15 +223,19 @@ class Settings:
 
     @property
     def TOKEN_HASHER(self) -> str:
+        """How refresh-token secrets are hashed: "hmac-sha256" or "argon2". Each hash
+        says which hasher made it, so changing this keeps old tokens working."""
         return self._get("TOKEN_HASHER")
 
     @property
     def TOKEN_PREFIX(self) -> str:
+        """The prefix of raw refresh tokens, so secret scanners can recognise them."""
         return self._get("TOKEN_PREFIX")
 
     @property
     def HASH_KEY(self) -> str | None:
-        """Key of the HMAC hasher; None derives one from SECRET_KEY (and its fallbacks)."""
+        """Key of the HMAC hasher; None derives one from SECRET_KEY, and
+        SECRET_KEY_FALLBACKS keep verifying, so rotating SECRET_KEY logs nobody out."""
         return self._get("HASH_KEY")
 
     @property
@@ -214,66 +252,87 @@ class Settings:
 
     @property
     def CHECK_FAMILY_ON_ACCESS(self) -> bool:
+        """``AccessTokenAuthentication`` refuses the access tokens of a revoked
+        family at once (and those without a family claim)."""
         return self._get("CHECK_FAMILY_ON_ACCESS")
 
     @property
-    def FAMILY_STATE_CACHE(self) -> str | None:
-        return self._get("FAMILY_STATE_CACHE")
+    def REVOCATION_POLL_INTERVAL(self) -> timedelta:
+        """The longest time between two reads of the revocation log by a process that
+        answers access checks: the bound on a revocation reaching it when nothing
+        pushes it sooner. 0 reads the family's row on every check."""
+        return _seconds(self._get("REVOCATION_POLL_INTERVAL"))
 
     @property
-    def FAMILY_STATE_CACHE_TIMEOUT(self) -> timedelta:
-        return self._get("FAMILY_STATE_CACHE_TIMEOUT")
+    def REVOCATION_PUSH(self) -> str | dict[str, Any] | None:
+        """The cache alias whose Redis pushes revocations to every process at once
+        (Django's RedisCache or django-redis), a Redis of its own
+        (``{"URL": "redis://…", "CLUSTER": False, "OPTIONS": {…}}``), or None."""
+        return self._get("REVOCATION_PUSH")
 
     @property
-    def FAMILY_STATE_LOCAL_COPY(self) -> bool:
-        return self._get("FAMILY_STATE_LOCAL_COPY")
-
-    @property
-    def FAMILY_STATE_LOCAL_TIMEOUT(self) -> timedelta:
-        return _seconds(self._get("FAMILY_STATE_LOCAL_TIMEOUT"))
+    def DPOP_REPLAY_CACHE(self) -> str | None:
+        """The cache alias used DPoP proofs are recorded in, when it is a Redis that
+        never evicts; otherwise (and with None) the database."""
+        return self._get("DPOP_REPLAY_CACHE")
 
     @property
     def FAMILY_CLAIM(self) -> str:
+        """The name of the access-token claim that carries the family id."""
         return self._get("FAMILY_CLAIM")
 
     @property
     def LOGIN_THROTTLE_SCOPE(self) -> str:
+        """The DRF throttle scope of ``token/`` (logins with a password)."""
         return self._get("LOGIN_THROTTLE_SCOPE")
 
     @property
     def REFRESH_THROTTLE_SCOPE(self) -> str:
+        """The DRF throttle scope of ``token/refresh/`` and ``logout/``: a
+        logout verifies a refresh token's secret just as a refresh does."""
         return self._get("REFRESH_THROTTLE_SCOPE")
 
     @property
     def USER_AGENT_MAX_LENGTH(self) -> int:
+        """User agents are stored cut to this many characters."""
         return self._get("USER_AGENT_MAX_LENGTH")
 
     @property
     def TRUSTED_PROXY_COUNT(self) -> int:
+        """How many reverse proxies in front of the app append to
+        ``X-Forwarded-For``. 0: the header is ignored and the client's address is
+        ``REMOTE_ADDR`` (``clients.client_address``)."""
         return self._get("TRUSTED_PROXY_COUNT")
 
     @property
     def PURGE_RETENTION(self) -> timedelta:
-        """How long a family stays in the database after it is over (expired or revoked)."""
+        """How long a family stays in the database after it is over (expired, idle or
+        revoked), before ``purge_expired_tokens`` deletes it."""
         return self._get("PURGE_RETENTION")
 
     @property
     def REVOKE_ON_PASSWORD_CHANGE(self) -> bool:
+        """A password change revokes the user's families, except that of the
+        request that made it."""
         return self._get("REVOKE_ON_PASSWORD_CHANGE")
 
     @property
     def MAX_FAMILIES_PER_USER(self) -> int | None:
+        """The most active families (devices) a user may have; a login beyond it
+        revokes the least recently used ones. None: no limit."""
         return self._get("MAX_FAMILIES_PER_USER")
 
     @property
     def ACCESS_TOKEN_CLAIMS(self) -> Callable[..., Mapping[str, Any]] | None:
-        """``(user, family) -> {claim: value}``: extra claims of every access token."""
+        """``(user, family) -> {claim: value}``, or its dotted path: extra claims of every
+        access token (login and refresh). Claims the app sets itself cannot be replaced."""
         return _callable(self._get("ACCESS_TOKEN_CLAIMS"))
 
     @property
     def CHECK_LOGIN(self) -> Callable[..., None] | None:
-        """``(request, user) -> None``, raising ``exceptions.LoginRefused`` to refuse a
-        password login that succeeded (email not verified, MFA required…)."""
+        """``(request, user) -> None``, or its dotted path, raising
+        ``exceptions.LoginRefused`` to refuse a password login that succeeded (email not
+        verified, MFA required…)."""
         return _callable(self._get("CHECK_LOGIN"))
 
     @property
@@ -292,16 +351,21 @@ class Settings:
 
     @property
     def DPOP_ALGORITHMS(self) -> tuple[str, ...]:
+        """The JWS algorithms accepted in DPoP proofs; RS256, PS256, ES384… may be
+        added. ``none`` and HMAC algorithms are refused (E041), whatever is listed."""
         value = self._get("DPOP_ALGORITHMS")
         return (value,) if isinstance(value, str) else tuple(value)
 
     @property
     def DPOP_PROOF_MAX_AGE(self) -> timedelta:
+        """How old a DPoP proof's ``iat`` may be."""
         return _seconds(self._get("DPOP_PROOF_MAX_AGE"))
 
     @property
     def DPOP_CLOCK_SKEW(self) -> timedelta:
-        """How far a proof's iat may be off the server's clock, either way."""
+        """How far a proof's iat may be off the server's clock, either way: with the
+        defaults a proof is accepted from iat - 5 s to iat + 65 s, and one dated more than
+        5 s in the future is refused."""
         return _seconds(self._get("DPOP_CLOCK_SKEW"))
 
     @property
@@ -319,11 +383,14 @@ class Settings:
 
     @property
     def TRANSPORT(self) -> str:
-        """How refresh tokens travel: "cookie", "body", "both" or "auto"."""
+        """How refresh tokens travel: "auto" (browsers: the cookie only; other
+        clients: the JSON body), "cookie", "body" (the cookie middleware does nothing)
+        or "both"."""
         return self._get("TRANSPORT")
 
     @property
     def REFRESH_COOKIE_SECURE(self) -> bool:
+        """The ``Secure`` attribute of the refresh cookie."""
         return self._get("REFRESH_COOKIE_SECURE")
 
     @property
@@ -340,6 +407,8 @@ class Settings:
 
     @property
     def REFRESH_COOKIE_SAMESITE(self) -> str:
+        """The ``SameSite`` attribute of the refresh cookie: "Strict", "Lax"
+        or "None" ("None" needs ``Secure``)."""
         return self._get("REFRESH_COOKIE_SAMESITE")
 
     @property
@@ -349,6 +418,8 @@ class Settings:
 
     @property
     def REFRESH_COOKIE_DOMAIN(self) -> str | None:
+        """The ``Domain`` attribute of the refresh cookie, e.g. "example.com"
+        for an API on a sibling host; None: the host that answered."""
         return self._get("REFRESH_COOKIE_DOMAIN")
 
     @property
@@ -370,6 +441,7 @@ class Settings:
 
     @property
     def NOTICE_FROM_EMAIL(self) -> str:
+        """The sender of the notice e-mails; None: ``DEFAULT_FROM_EMAIL``."""
         return self._get("NOTICE_FROM_EMAIL") or settings.DEFAULT_FROM_EMAIL
 
 

@@ -258,7 +258,7 @@ class SimpleJWTCutoff(models.Model):
 
 class UsedDPoPProof(models.Model):
     """A DPoP proof already presented, kept until it would be too old to be accepted,
-    so it is never accepted twice. Used unless the family-state cache is a Redis that
+    so it is never accepted twice. Used unless ``DPOP_REPLAY_CACHE`` is a Redis that
     does not evict; see ``services.proof_is_new``."""
 
     key = models.CharField(max_length=64, primary_key=True)  # Proof.replay_key
@@ -294,3 +294,21 @@ class KnownDevice(models.Model):
 
     def __str__(self) -> str:
         return f"device {self.key[:8]} of user {self.user_id}"
+
+
+class Revocation(models.Model):
+    """A family revoked (or deleted), in the order the database numbered it: the log
+    every process reads to keep its deny-list current (revocation.py). Written in the
+    transaction that revokes the family, so it exists exactly when the revocation
+    does. ``family_id`` is not a foreign key: the row must outlive a deleted family."""
+
+    id = models.BigAutoField(primary_key=True)
+    family_id = models.UUIDField()
+    revoked_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("revocation")
+        verbose_name_plural = _("revocations")
+
+    def __str__(self) -> str:
+        return f"revocation #{self.id} of family {self.family_id}"

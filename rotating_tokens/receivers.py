@@ -15,9 +15,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.signals import request_finished, request_started
 from django.db.models import Model
-from django.db.models.signals import post_init, post_save, pre_save
+from django.db.models.signals import post_delete, post_init, post_save, pre_save
+from django.utils import timezone
 
-from . import notices, services, signals
+from . import notices, revocation, services, signals
 from .conf import app_settings
 from .models import RevokeReason, TokenFamily
 
@@ -31,6 +32,9 @@ def connect() -> None:
     post_init.connect(remember_loaded_values, sender=user_model, dispatch_uid=_LOADED)
     pre_save.connect(detect_account_changes, sender=user_model, dispatch_uid=_CHANGES)
     post_save.connect(revoke_on_account_change, sender=user_model, dispatch_uid=__name__)
+    # A deleted family (the user deleted, say) is refused like a revoked one by the
+    # processes that knew it: its deletion goes in the revocation log.
+    post_delete.connect(log_deleted_family, sender=TokenFamily, dispatch_uid=f"{__name__}.deleted")
     # The family that AccessTokenAuthentication recorded belongs to one request only.
     request_started.connect(forget_current_family, dispatch_uid=f"{__name__}.started")
     request_finished.connect(forget_current_family, dispatch_uid=f"{__name__}.finished")
@@ -38,6 +42,13 @@ def connect() -> None:
     signals.token_reuse_detected.connect(
         notices.reuse_detected, sender=TokenFamily, dispatch_uid=f"{__name__}.reuse"
     )
+
+
+def log_deleted_family(
+    sender: type[Model], instance: TokenFamily, using: str, **kwargs: Any
+) -> None:
+    # Inside the deletion's transaction: logged if and only if the deletion commits.
+    revocation.record([instance.pk], db=using, now=timezone.now())
 
 
 def forget_current_family(**kwargs: Any) -> None:

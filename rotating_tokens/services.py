@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +29,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from . import keys, legacy, local_state, notices, signals, sql
+from . import keys, legacy, notices, revocation, signals, sql
 from .conf import app_settings
 from .crypto import (
     MalformedToken,
@@ -52,10 +52,10 @@ from .exceptions import (
     TokenReused,
     TokenRevoked,
 )
-from .local_state import backend_path
 from .models import (
     ConvertedToken,
     RefreshToken,
+    Revocation,
     RevokeReason,
     SimpleJWTCutoff,
     TokenFamily,
@@ -181,8 +181,8 @@ def rotate(
 
     The whole algorithm is here; the HTTP views only translate. In order:
 
-    1. malformed, unknown or wrong secret: TokenInvalid, nothing changes;
-    1b. a family bound to a DPoP key without a valid proof by that key (``dpop``: the
+    1. malformed, unknown or wrong secret: TokenInvalid, nothing changes; then a
+       family bound to a DPoP key without a valid proof by that key (``dpop``: the
        request's proof, checked by the caller): DPoPRequired or DPoPInvalid, and
        nothing changes, so a thief without the key cannot even get the family
        revoked; a refused proof on an unbound family is DPoPInvalid as well;
@@ -615,17 +615,20 @@ def revoke_family(family: TokenFamily, reason: str, *, now: datetime | None = No
     Returns False if it was already revoked (nothing is sent twice).
     """
     now = now or timezone.now()
-    # Conditional, so two concurrent revocations send the signal once and the first
-    # reason is kept.
-    revoked = (
-        TokenFamily.objects.using(router.db_for_write(TokenFamily))
-        .filter(pk=family.pk, revoked_at__isnull=True)
-        .update(revoked_at=now, revoke_reason=reason)
-    )
+    db = router.db_for_write(TokenFamily)
+    with transaction.atomic(using=db):
+        # Conditional, so two concurrent revocations send the signal once and the first
+        # reason is kept. The log row goes in the same transaction (revocation.py).
+        revoked = (
+            TokenFamily.objects.using(db)
+            .filter(pk=family.pk, revoked_at__isnull=True)
+            .update(revoked_at=now, revoke_reason=reason)
+        )
+        if revoked:
+            revocation.record([family.pk], db=db, now=now)
     if not revoked:
         return False
     family.revoked_at, family.revoke_reason = now, reason
-    _forget_family_state([family.pk])
     signals.family_revoked.send(sender=TokenFamily, family=family, reason=reason)
     return True
 
@@ -642,7 +645,7 @@ def revoke_families(
         TokenFamily.objects.using(db).filter(pk__in=[f.pk for f in to_revoke]).update(
             revoked_at=now, revoke_reason=reason
         )
-    _forget_family_state([f.pk for f in to_revoke])
+        revocation.record([f.pk for f in to_revoke], db=db, now=now)
     for family in to_revoke:
         family.revoked_at, family.revoke_reason = now, reason
         signals.family_revoked.send(sender=TokenFamily, family=family, reason=reason)
@@ -776,90 +779,7 @@ def set_current_family(family_id: Any) -> None:
         _current_family.set(None)
 
 
-# Access tokens follow their family ---------------------------------------------------
-#
-# Checking the family on every authenticated request would cost a query, so its state
-# is cached, under two keys that no two writers ever race for:
-#
-# - the state, "rotating_tokens:family:<id>" ("…:family:<USER_ID_FIELD>:<id>" when that
-#   field is not the pk): [good until (the family's absolute expiry, as a timestamp), the
-#   owner: the user's USER_ID_FIELD as a string, what access tokens carry in
-#   USER_ID_CLAIM]. Written by requests that missed the cache after reading the
-#   database, deleted by revocation.
-# - the tombstone, "rotating_tokens:revoked:<id>": written only by a revocation, once it
-#   has committed, and checked first. It outlives every access token of the family.
-#
-# A request that read the family just before a revocation committed may write the old
-# state back after the revocation deleted it; the tombstone still wins. No cache
-# operation has to be atomic for that (Django's file cache's add() is not), so the
-# check is correct on every cache backend. The cache is an optimisation only: if it
-# fails, the database answers.
-
-
-def family_allows_access(
-    family_id: Any, *, user_id: Any = None, now: datetime | None = None
-) -> bool:
-    """Whether access tokens of this family are still good, and (when ``user_id`` is
-    given) the family belongs to that user: a token that pairs one user with another
-    user's family, which only someone holding the signing key could make, is refused.
-
-    ``user_id`` is what an access token carries in ``USER_ID_CLAIM``: the user's
-    ``SIMPLE_JWT["USER_ID_FIELD"]``, which need not be the primary key (compared as
-    ``user_id_claim`` writes it; ``token_user_id`` finds it from a pk)."""
-    try:
-        family_id = uuid.UUID(str(family_id))
-    except ValueError:
-        return False
-    now = now or timezone.now()
-    cache = _state_cache()
-    # With Redis, this process's own copy first: no round trip (local_state.py).
-    copy = local_state.local_copy(app_settings.FAMILY_STATE_CACHE or "", cache)
-    if copy is not None:
-        state, epoch = copy.get(family_id)
-        if state is not None:
-            return _state_allows(state, user_id, now)
-    state = _shared_state(cache, family_id)
-    if copy is not None and state is not _UNKNOWN:
-        copy.put(family_id, state, epoch)
-    return _state_allows(state, user_id, now)
-
-
-# States that allow nothing: a revoked family's (for good, so a copy may keep it),
-# and an unknown one's (a replica may not have the new family yet: not kept).
-_REVOKED: list[Any] = [0.0, ""]
-_UNKNOWN: list[Any] = [0.0, ""]
-
-
-def _shared_state(cache: BaseCache | None, family_id: uuid.UUID) -> list[Any]:
-    state_key, tombstone_key = _state_key(family_id), _tombstone_key(family_id)
-    cached = _cache_call(cache, "get_many", [tombstone_key, state_key]) or {}
-    if tombstone_key in cached:
-        return _REVOKED
-    state = cached.get(state_key)
-    if state is not None:
-        return list(state)
-    row = (
-        TokenFamily.objects.filter(pk=family_id)
-        .values_list("revoked_at", "expires_at", _owner_lookup())
-        .first()
-    )
-    if row is None:
-        return _UNKNOWN
-    if row[0] is not None:
-        return _REVOKED  # not in the shared cache: the tombstone is the revocation's to write
-    state = [row[1].timestamp(), user_id_claim(row[2])]
-    timeout = app_settings.FAMILY_STATE_CACHE_TIMEOUT.total_seconds()
-    _cache_call(cache, "set", state_key, state, timeout)
-    return state
-
-
-def _state_allows(state: list[Any], user_id: Any, now: datetime) -> bool:
-    good_until, owner = state
-    # An owner without a USER_ID_FIELD value ("") matches no token, not even one
-    # without the claim.
-    if user_id is not None and (not owner or user_id_claim(user_id) != owner):
-        return False
-    return now.timestamp() < good_until
+# Who owns a family, as access tokens say it --------------------------------------------
 
 
 def user_id_claim(value: Any) -> str:
@@ -897,98 +817,6 @@ def token_user_id(user_pk: Any) -> str | None:
     return user_id_claim(found[0]) if found else None
 
 
-def _forget_family_state(family_ids: Iterable[Any]) -> None:
-    cache = _state_cache()
-    if cache is None:
-        return
-    family_ids = [uuid.UUID(str(pk)) for pk in family_ids]
-    state_keys = [_state_key(pk) for pk in family_ids]
-    tombstones = [_tombstone_key(pk) for pk in family_ids]
-
-    def mark_revoked() -> None:
-        _cache_call(cache, "set_many", dict.fromkeys(tombstones, True), _tombstone_timeout())
-        _cache_call(cache, "delete_many", state_keys)
-        # Then every process that keeps a copy of family states hears of it. This
-        # one forgets again: another thread may have kept the state since the first
-        # time, and it must not depend on hearing its own message.
-        if copy is not None:
-            copy.forget(family_ids)
-        try:
-            local_state.publish_revocations(cache, family_ids)
-        except Exception:  # as with the cache: the copies age out (FAMILY_STATE_LOCAL_TIMEOUT)
-            logger.warning("Could not publish a revocation to the local copies.", exc_info=True)
-
-    # The state goes at once, so this process's next check reads the database (inside
-    # this very transaction, too), and again after the commit, with the tombstone: a
-    # request may have cached the old state in between. The tombstone waits for the
-    # commit: written before, it would outlive a rollback.
-    copy = local_state.local_copy(app_settings.FAMILY_STATE_CACHE or "", cache)
-    if copy is not None:
-        copy.forget(family_ids)
-    _cache_call(cache, "delete_many", state_keys)
-    transaction.on_commit(mark_revoked, using=router.db_for_write(TokenFamily))
-
-
-def _tombstone_timeout() -> float:
-    """Long enough that no access token issued before the revocation is still
-    alive when the tombstone goes (a minute of margin for simplejwt's LEEWAY and
-    clock skew), and no shorter than a cached state can live."""
-    leeway = simplejwt_settings.LEEWAY
-    leeway = leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway or 0)
-    return (
-        max(
-            app_settings.ACCESS_TOKEN_LIFETIME, app_settings.FAMILY_STATE_CACHE_TIMEOUT
-        ).total_seconds()
-        + leeway
-        + 60
-    )
-
-
-# Caches whose entries only the process that wrote them can see.
-PROCESS_LOCAL_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
-
-
-def _state_cache() -> BaseCache | None:
-    """The cache of family states, or None to read the database on every request.
-
-    A process-local cache (Django's default LocMemCache) is never used: with several
-    processes, one that cached a family's state would not see its revocation by
-    another until the entry expired. The database is slower but never stale, so a
-    project that has not set up a shared cache is still safe (``W003`` on deploy).
-    """
-    alias = app_settings.FAMILY_STATE_CACHE
-    if not alias:
-        return None
-    cache = caches[alias]
-    if backend_path(cache) in PROCESS_LOCAL_CACHES:
-        return None
-    return cache
-
-
-def _state_key(family_id: Any) -> str:
-    # The owner is read as USER_ID_FIELD says: under another field's name, a state
-    # written before that setting changed (or by a process of the previous deploy) is
-    # never read, so it cannot refuse the new tokens of a live family.
-    owner = _owner_lookup()
-    if owner == "user_id":
-        return f"rotating_tokens:family:{family_id}"
-    return f"rotating_tokens:family:{owner.removeprefix('user__')}:{family_id}"
-
-
-def _tombstone_key(family_id: Any) -> str:
-    return f"rotating_tokens:revoked:{family_id}"
-
-
-def _cache_call(cache: BaseCache | None, method: str, *args: Any) -> Any:
-    if cache is None:
-        return None
-    try:
-        return getattr(cache, method)(*args)
-    except Exception:  # a cache that is down must not take authentication with it
-        logger.warning("Cache unavailable for family state; using the database.", exc_info=True)
-        return None
-
-
 # DPoP proofs are used once ------------------------------------------------------------
 #
 # The record of a used proof must live until the proof can no longer be accepted: a
@@ -997,10 +825,6 @@ def _cache_call(cache: BaseCache | None, method: str, *args: Any) -> Any:
 # MAX_ENTRIES, Memcached evicts by LRU, Redis evicts under any maxmemory-policy but
 # noeviction. So the records go to the UsedDPoPProof table, which drops nothing, and
 # to the cache only when it is a Redis that this process has seen refuse to evict.
-
-# Cache backends that can keep replay records: add() is atomic (of two processes adding
-# one key, one fails) and the server can be asked whether it evicts.
-REPLAY_CACHES = ("django.core.cache.backends.redis.RedisCache",)
 
 # Whether each Redis (by pid, backend and servers) keeps every key until it expires, as
 # CONFIG GET answered it once in this process.
@@ -1012,24 +836,40 @@ class ReplayStoreUnavailable(Exception):
     accepted (503), since nothing would stop it being accepted again."""
 
 
+def replay_cache_candidate() -> BaseCache | None:
+    """``DPOP_REPLAY_CACHE`` if it is a Redis (Django's RedisCache or django-redis:
+    add() is atomic, and the server can be asked whether it evicts), else None."""
+    alias = app_settings.DPOP_REPLAY_CACHE
+    if not alias:
+        return None
+    cache = caches[alias]
+    client, _why = revocation.redis_client(cache)
+    return cache if client is not None else None
+
+
 def replay_cache() -> BaseCache | None:
     """The cache used DPoP proofs are recorded in, or None for the database.
 
-    The family-state cache when it is a Redis whose ``maxmemory-policy`` is
+    ``DPOP_REPLAY_CACHE`` when it is a Redis whose ``maxmemory-policy`` is
     ``noeviction`` or that has no ``maxmemory``, as the server said once in this
     process. A server that refuses CONFIG GET (managed Redis often does) is not
     trusted. One that cannot be reached is ReplayStoreUnavailable: choosing the
     database instead would check proofs against the wrong store once it is back.
     """
-    cache = _state_cache()
-    if cache is None or backend_path(cache) not in REPLAY_CACHES:
+    cache = replay_cache_candidate()
+    if cache is None:
         return None
-    key = (os.getpid(), backend_path(cache), tuple(getattr(cache, "_servers", ())))
+    key = (
+        os.getpid(),
+        app_settings.DPOP_REPLAY_CACHE,
+        revocation.backend_path(cache),
+        tuple(getattr(cache, "_servers", ())),
+    )
     if key not in _never_evicts:
         _never_evicts[key] = _redis_never_evicts(cache)
         if not _never_evicts[key]:
             logger.warning(
-                "The family-state cache may evict keys (its maxmemory-policy is not "
+                "The DPoP replay cache may evict keys (its maxmemory-policy is not "
                 "noeviction, or CONFIG GET is refused): used DPoP proofs are recorded "
                 "in the database instead."
             )
@@ -1040,7 +880,7 @@ def _redis_never_evicts(cache: BaseCache) -> bool:
     import redis
 
     try:
-        client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+        client, _why = revocation.redis_client(cache)
         config = client.config_get("maxmemory*")
     except redis.ResponseError:  # CONFIG refused (renamed, ACL, a managed service)
         return False
@@ -1134,6 +974,8 @@ class PurgeResult:
     used_tokens: int = 0  # used, expired tokens of active families
     # Records of spent simplejwt tokens (and the users' cutoffs) nobody needs any more.
     simplejwt_records: int = 0
+    # Rows of the revocation log no process will read again (revocation.py).
+    revocations: int = 0
 
     @property
     def tokens(self) -> int:
@@ -1182,6 +1024,7 @@ def purge(
             family_tokens=RefreshToken.objects.using(db).filter(family__in=ended).count(),
             used_tokens=_spent_tokens(now).using(db).count(),
             simplejwt_records=sum(rows.using(db).count() for rows in _simplejwt_records(now)),
+            revocations=_old_revocations(now, db).count(),
         )
 
     result = PurgeResult()
@@ -1225,7 +1068,24 @@ def purge(
             found = bool(keys_)
             if found:
                 UsedDPoPProof.objects.using(db).filter(pk__in=keys_)._raw_delete(db)
+    old_revocations = _old_revocations(now, db)
+    found = True
+    while found:
+        found, deleted = _purge_rows_batch(old_revocations, batch_size, db)
+        result.revocations += deleted
     return result
+
+
+def _old_revocations(now: datetime, db: str) -> QuerySet[Revocation]:
+    """Rows of the revocation log older than twice the longest an access token lives:
+    a process starting up reads one such span, and a poll looks for a missing row for
+    one. Never the newest row: MySQL before 8.0 (and MariaDB before 10.2.4) numbers
+    rows again from the highest one left after a restart, and every process would
+    skip the numbers it has already passed."""
+    cutoff = now - 2 * timedelta(seconds=revocation.gap_lifetime())
+    rows = Revocation.objects.using(db)
+    newest = rows.order_by("-id").values_list("id", flat=True).first() or 0
+    return rows.filter(revoked_at__lt=cutoff).exclude(id=newest).order_by("id")
 
 
 def _simplejwt_records(now: datetime) -> list[QuerySet[Any]]:

@@ -23,7 +23,8 @@ new_device_login = Signal()
 token_rotated = Signal()
 
 # A refresh token was presented again after it had been used, outside the grace
-# rules: it was stolen or replayed. The family is already revoked.
+# rules: it was stolen or replayed. The family is already revoked. Sent once per family,
+# by the request that revoked it (every attempt is still logged).
 # Arguments: family, user, token (the reused RefreshToken; None for a simplejwt token
 # converted by legacy.py and presented again), ip_address, user_agent.
 token_reuse_detected = Signal()

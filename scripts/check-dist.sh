@@ -57,7 +57,7 @@ settings.configure(
     ],
     DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
     ROOT_URLCONF="rotating_tokens.urls",
-    ROTATING_TOKENS={"TRANSPORT": "body", "FAMILY_STATE_CACHE": None},
+    ROTATING_TOKENS={"TRANSPORT": "body", "REVOCATION_PUSH": None},
 )
 django.setup()
 

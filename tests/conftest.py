@@ -11,6 +11,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
+from rotating_tokens import revocation
 from rotating_tokens.services import Client
 
 from . import redis_servers
@@ -47,9 +48,14 @@ DATABASE_CACHE_TABLE = "rotating_tokens_test_cache"
 
 @pytest.fixture(autouse=True)
 def _clear_caches():
-    # The family-state cache and throttle counts must not leak between tests.
+    # Throttle counts and replay records must not leak between tests, nor what this
+    # process knows of families (revocation.py): each test's rows are rolled back, and
+    # SQLite numbers the next test's rows again from where the last one started.
     for cache in caches.all():
         cache.clear()
+    revocation.reset()
+    yield
+    revocation.reset()
 
 
 # How a rotation claims its token and inserts the successor: with the ORM, in a
@@ -99,19 +105,13 @@ def password() -> str:
     return PASSWORD
 
 
-@pytest.fixture(params=["database", "file cache"])
-def state_store(request, settings, tmp_path):
-    """The family state read from the database on every request, or cached (a
-    file cache: shared by processes, so states are kept)."""
-    if request.param == "file cache":
-        settings.CACHES = {
-            **settings.CACHES,
-            "state": {
-                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                "LOCATION": str(tmp_path / "state-cache"),
-            },
-        }
-        settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+@pytest.fixture(params=["database", "deny-list"])
+def state_store(request, settings):
+    """How a family's state is known: read from the database on every check
+    (REVOCATION_POLL_INTERVAL 0), or from this process's memory, kept current by the
+    poll (revocation.py)."""
+    if request.param == "database":
+        settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "REVOCATION_POLL_INTERVAL": 0}
     return request.param
 
 

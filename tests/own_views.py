@@ -1,4 +1,4 @@
-"""A project's own login views, as the README's "Issuing tokens from your own views"
+"""A project's own login views, as "Issue tokens from your own views" (docs/howto/own-views.md)
 shows: one DRF view, one plain Django view. The "authentication" here (a username in
 the body) stands for whatever the project does: a social login, an MFA step."""
 

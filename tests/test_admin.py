@@ -234,7 +234,7 @@ def me(api_client, pair: services.TokenPair) -> int:
 
 def test_revoke_selected_families(admin_client, api_client, revocations):
     chosen, other = login(), login()
-    assert me(api_client, chosen) == 200  # the family state is cached now
+    assert me(api_client, chosen) == 200  # the family is known to the process now
 
     response = admin_client.post(
         CHANGELIST,

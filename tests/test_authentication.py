@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import uuid
 from datetime import timedelta
 from unittest import mock
 
@@ -113,11 +110,10 @@ def test_access_token_with_another_users_family_is_refused(api_client, user, cli
     _assert_refused(_me(api_client, _borrowing_token(user, victims_family)), "token_revoked")
 
 
-def test_family_owner_is_checked_from_the_cached_state_too(
-    api_client, user, client_info, shared_cache
-):
+@override_settings(ROTATING_TOKENS={"REVOCATION_POLL_INTERVAL": 60})
+def test_family_owner_is_checked_from_what_the_process_knows_too(api_client, user, client_info):
     victim = services.start_family(UserFactory(), client_info)
-    assert _me(api_client, victim.access).status_code == 200  # the state is now cached
+    assert _me(api_client, victim.access).status_code == 200  # the family is now known
     with CaptureQueriesContext(connection) as queries:
         response = _me(api_client, _borrowing_token(user, victim.family))
     _assert_refused(response, "token_revoked")
@@ -174,33 +170,25 @@ def test_access_token_dies_with_its_family_expiry(api_client, time_machine, user
     assert _me(api_client, late.access).status_code == 401
 
 
-def test_cached_family_state_saves_the_query(
-    api_client, login, shared_cache, django_assert_num_queries
+@override_settings(ROTATING_TOKENS={"REVOCATION_POLL_INTERVAL": 60})
+def test_a_family_known_to_the_process_saves_the_query(
+    api_client, login, django_assert_num_queries
 ):
-    with django_assert_num_queries(2):  # the family, then the user
+    # The first request starts the deny-list (its rows, the newest number) and reads
+    # the family; the next ones only read the user, as simplejwt does.
+    with django_assert_num_queries(4):
         assert _me(api_client, login.access).status_code == 200
-    with django_assert_num_queries(1):  # the user only
-        assert _me(api_client, login.access).status_code == 200
-
-
-def test_process_local_cache_is_not_used_for_family_state(
-    api_client, login, settings, django_assert_num_queries
-):
-    # LocMemCache (Django's default): each gunicorn worker would keep its own copy,
-    # blind to a revocation made in another. The database answers instead.
-    assert settings.CACHES["default"]["BACKEND"].endswith("LocMemCache")
     for _ in range(2):
-        with django_assert_num_queries(2):  # the family, then the user, every time
+        with django_assert_num_queries(1):
             assert _me(api_client, login.access).status_code == 200
-    assert not caches["default"].get(f"rotating_tokens:family:{login.family.pk}")
 
 
-@override_settings(ROTATING_TOKENS={"FAMILY_STATE_CACHE": None})
-def test_without_a_cache_every_request_reads_the_family(
+@override_settings(ROTATING_TOKENS={"REVOCATION_POLL_INTERVAL": 0})
+def test_without_a_poll_interval_every_request_reads_the_family(
     api_client, login, django_assert_num_queries
 ):
     for _ in range(2):
-        with django_assert_num_queries(2):
+        with django_assert_num_queries(2):  # the family, then the user, every time
             assert _me(api_client, login.access).status_code == 200
     services.revoke_family(login.family, RevokeReason.ADMIN)
     _assert_refused(_me(api_client, login.access), "token_revoked")
@@ -218,84 +206,6 @@ def test_a_failing_cache_falls_back_to_the_database(api_client, login):
         assert _me(api_client, login.access).status_code == 200
         services.revoke_family(login.family, RevokeReason.ADMIN)
         _assert_refused(_me(api_client, login.access), "token_revoked")
-
-
-def _redis_url() -> str:
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
-    except OSError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    return url
-
-
-@pytest.fixture(params=["file", "redis", "database"])
-def any_cache(request, settings, tmp_path):
-    """The family-state cache on each kind of shared backend."""
-    backends = {
-        "database": lambda: {
-            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-            "LOCATION": "rotating_tokens_test_cache",
-        },
-        # FileBasedCache.add() is has_key() then set(): not atomic.
-        "file": lambda: {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "cache"),
-        },
-        "redis": lambda: {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": _redis_url(),
-            "KEY_PREFIX": f"rt-test-{uuid.uuid4()}",
-        },
-    }
-    settings.CACHES = {**settings.CACHES, "state": backends[request.param]()}
-    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
-    caches["state"].set("probe", 1)
-    assert caches["state"].get("probe") == 1  # a cache that works, not a fallback
-    yield caches["state"]
-    if request.param != "database":  # the table went with the test's transaction
-        caches["state"].clear()
-
-
-@pytest.fixture
-def shared_cache(settings, tmp_path):
-    """A family-state cache the app uses (a file cache: LocMemCache is not used)."""
-    settings.CACHES = {
-        **settings.CACHES,
-        "state": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "state-cache"),
-        },
-    }
-    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
-    return caches["state"]
-
-
-def test_revocation_racing_a_cache_fill_is_not_undone(
-    login, any_cache, django_capture_on_commit_callbacks
-):
-    # A request reads the family (not revoked yet), the family is revoked, then the
-    # request writes what it read to the cache: the revocation must still win, on
-    # every backend, whether or not its add() is atomic.
-    cache = any_cache
-    revoked: list[bool] = []
-
-    def revoke_first(real):
-        def write(*args, **kwargs):
-            if not revoked:
-                revoked.append(True)
-                with django_capture_on_commit_callbacks(execute=True):
-                    services.revoke_family(login.family, RevokeReason.ADMIN)
-            return real(*args, **kwargs)
-
-        return write
-
-    # The revocation lands right before the state is written: for FileBasedCache.add()
-    # that is after its has_key() found nothing.
-    with mock.patch.object(cache, "set", revoke_first(cache.set)):
-        assert services.family_allows_access(login.family.pk)  # read before the revocation
-    assert revoked
-    assert not services.family_allows_access(login.family.pk)
 
 
 def test_rolled_back_revocation_leaves_access_tokens_working(

@@ -1,14 +1,16 @@
-"""Every cache a project may name as FAMILY_STATE_CACHE, each on a real store: LocMem,
-the file cache, the database cache and Redis (the shared server, on REDIS_URL's
-database, or one of the test's own where the test changes its configuration).
+"""Every cache a project may name as REVOCATION_PUSH and DPOP_REPLAY_CACHE, each on a
+real store: LocMem, the file cache, the database cache and Redis (the shared server, on
+REDIS_URL's database, or one of the test's own where the test changes its
+configuration).
 
-- A revocation that rolls back changes nothing: its tombstone waits for the commit.
+- A revocation that rolls back changes nothing: its push waits for the commit.
 - A used DPoP proof stays refused for as long as it could be accepted, whatever the
   cache drops: the records live in a store that never evicts (services.replay_cache).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -29,7 +31,7 @@ from django.core.cache import caches
 from django.db import transaction
 from rest_framework.test import APIClient
 
-from rotating_tokens import dpop, local_state, services
+from rotating_tokens import dpop, revocation, services
 from rotating_tokens.models import RevokeReason, TokenFamily, UsedDPoPProof
 
 from .conftest import DATABASE_CACHE_TABLE
@@ -63,7 +65,7 @@ def _cache_config(backend: str, tmp_path: Path) -> dict[str, Any]:
     return {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": _shared_redis_url(),
-        # Keys (and the local copies' channel) of this test's own on the shared server.
+        # Keys (and the revocation channel) of this test's own on the shared server.
         "KEY_PREFIX": f"rt-test-{uuid.uuid4()}",
     }
 
@@ -72,20 +74,21 @@ def _use_state_cache(settings, config: dict[str, Any], **rotating_tokens: Any) -
     settings.CACHES = {**settings.CACHES, "state": config}
     settings.ROTATING_TOKENS = {
         **settings.ROTATING_TOKENS,
-        "FAMILY_STATE_CACHE": "state",
+        "REVOCATION_PUSH": "state",
+        "DPOP_REPLAY_CACHE": "state",
         **rotating_tokens,
     }
 
 
 @pytest.fixture(autouse=True)
 def _fresh_stores() -> Iterator[None]:
-    # Each test's servers are asked afresh whether they evict, and local copies of
-    # family states do not outlive the test.
+    # Each test's servers are asked afresh whether they evict, and what the process
+    # knows of families does not outlive the test.
     services._never_evicts.clear()
-    local_state.reset_local_copies()
+    revocation.reset()
     yield
     services._never_evicts.clear()
-    local_state.reset_local_copies()
+    revocation.reset()
 
 
 @pytest.fixture(params=["locmem", "file", "database", "redis"])
@@ -97,7 +100,7 @@ def state_cache(request, settings, tmp_path) -> Iterator[str]:
 
 def _clear_state_cache() -> None:
     cache = caches["state"]
-    if local_state.backend_path(cache).endswith("RedisCache"):
+    if revocation.backend_path(cache).endswith("RedisCache"):
         # Only this test's keys: clear() would empty the database other tests use.
         client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
         for key in client.scan_iter(match=f"{cache.key_prefix}:*"):
@@ -134,7 +137,7 @@ def test_a_rolled_back_revocation_leaves_access_tokens_working(
     state_cache, api_client, user, password
 ):
     pair = login(api_client, user, password)
-    assert me(api_client, pair["access"]).status_code == 200  # the state is cached
+    assert me(api_client, pair["access"]).status_code == 200  # the family is known
     family = TokenFamily.objects.get()
 
     with pytest.raises(RuntimeError), transaction.atomic():
@@ -144,7 +147,7 @@ def test_a_rolled_back_revocation_leaves_access_tokens_working(
     family.refresh_from_db()
     assert family.revoked_at is None
     assert me(api_client, pair["access"]).status_code == 200
-    assert me(api_client, pair["access"]).status_code == 200  # and from the cache again
+    assert me(api_client, pair["access"]).status_code == 200  # and from memory again
 
     # The same revocation, committed, is honoured at once on the same backend.
     services.revoke_family(family, RevokeReason.LOGOUT)
@@ -423,3 +426,26 @@ def test_a_redis_that_cannot_be_asked_refuses_proofs_until_it_answers(own_redis)
         services.proof_is_new(proof)
     assert not UsedDPoPProof.objects.filter(key=proof.replay_key).exists()  # no switching
     assert services._never_evicts == {}  # asked again next time
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "arguments",
+    [("--maxmemory", "0"), ("--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")],
+    ids=["never evicts", "may evict"],
+)
+def test_django_redis_holds_the_records_only_if_it_never_evicts(
+    own_redis, settings, arguments, django_assert_num_queries
+):
+    server = own_redis(*arguments)
+    settings.CACHES = {
+        **settings.CACHES,
+        "state": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": server.url},
+    }
+    proof = _proof()
+    never_evicts = arguments == ("--maxmemory", "0")
+    with django_assert_num_queries(0) if never_evicts else contextlib.nullcontext():
+        assert services.proof_is_new(proof)
+        assert not services.proof_is_new(proof)
+    assert (services.replay_cache() is caches["state"]) is never_evicts
+    assert UsedDPoPProof.objects.filter(key=proof.replay_key).exists() is not never_evicts

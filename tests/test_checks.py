@@ -8,7 +8,7 @@ import pytest
 from django.core.checks import Error, Info, Tags, Warning, run_checks
 from django.test import override_settings
 
-from rotating_tokens.checks import check_client_address, check_family_state_cache, check_settings
+from rotating_tokens.checks import check_client_address, check_settings, check_throttle_cache
 
 SHARED_CACHE = {
     "default": {
@@ -19,14 +19,14 @@ SHARED_CACHE = {
 LOCMEM_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 REST_FRAMEWORK = {
     "NUM_PROXIES": 1,
-    # What the README's installation shows.
+    # What the installation guide shows (docs/howto/install.md).
     "DEFAULT_THROTTLE_RATES": {
         "rotating_tokens_login": "10/minute",
         "rotating_tokens_refresh": "60/minute",
     },
 }
 BEHIND_ONE_PROXY = {"TRUSTED_PROXY_COUNT": 1}
-# What the README's "Installation into a project" shows.
+# What docs/howto/install.md shows.
 README_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -53,8 +53,12 @@ def test_clean_configuration_has_no_message():
     assert check_settings() == []
     assert check_client_address() == []
     deploy = run_checks(include_deployment_checks=True)
-    # I030: the suite signs with HS256, so jwks/ has nothing to publish.
-    assert [m.id for m in deploy if "rotating" in m.id] == ["rotating_tokens.I030"]
+    # I030: the suite signs with HS256, so jwks/ has nothing to publish. I080: how
+    # soon a revocation is in force everywhere (pushed by the Redis of CACHES).
+    assert sorted(m.id for m in deploy if "rotating" in m.id) == [
+        "rotating_tokens.I030",
+        "rotating_tokens.I080",
+    ]
 
 
 @override_settings(
@@ -62,14 +66,18 @@ def test_clean_configuration_has_no_message():
 )
 def test_fresh_project_defaults_are_silent_outside_deploy_checks():
     # LocMemCache (Django's default) and no proxy: right for runserver; only
-    # check --deploy speaks, about the cache, the client address and the throttles.
+    # check --deploy speaks, about the client address, the throttles, revocations that
+    # nothing pushes (the poll alone) and the cache the throttles count in.
     assert not [m for m in run_checks() if "rotating" in m.id]
-    deploy = run_checks(include_deployment_checks=True)
+    with override_settings(SILENCED_SYSTEM_CHECKS=[]):
+        deploy = run_checks(include_deployment_checks=True)
     assert sorted(m.id for m in deploy if "rotating" in m.id) == [
         "rotating_tokens.I001",
         "rotating_tokens.I030",
-        "rotating_tokens.W003",
+        "rotating_tokens.I080",
         "rotating_tokens.W006",
+        "rotating_tokens.W080",
+        "rotating_tokens.W083",
     ]
 
 
@@ -97,7 +105,6 @@ def test_missing_setting_uses_the_defaults_cleanly():
         ({"TRUSTED_PROXY_COUNT": "1"}, "rotating_tokens.E008"),
         ({"ACCEPT_SIMPLEJWT_UNTIL": datetime(2027, 3, 1)}, "rotating_tokens.E009"),
         ({"ACCEPT_SIMPLEJWT_UNTIL": "2027-03-01"}, "rotating_tokens.E009"),
-        ({"FAMILY_STATE_CACHE": "sessions"}, "rotating_tokens.E006"),
         ({"REUSE_GRACE_PERIOD": timedelta(minutes=1, seconds=1)}, "rotating_tokens.W001"),
         (
             {"REFRESH_TOKEN_LIFETIME": timedelta(days=31), "FAMILY_LIFETIME": timedelta(days=30)},
@@ -127,13 +134,18 @@ def test_grace_period_in_seconds_is_accepted(grace):
         assert check_settings() == []
 
 
-@override_settings(CACHES=LOCMEM_CACHE)
-def test_process_local_family_state_cache_is_warned_about_on_deploy():
-    assert _ids(check_family_state_cache()) == ["rotating_tokens.W003"]
+@override_settings(CACHES=LOCMEM_CACHE, SILENCED_SYSTEM_CHECKS=[])
+def test_process_local_throttle_cache_is_warned_about_on_deploy():
+    assert _ids(check_throttle_cache()) == ["rotating_tokens.W083"]
     assert check_settings() == []
     deploy = _ids(run_checks(include_deployment_checks=True, tags=[Tags.security]))
-    assert "rotating_tokens.W003" in deploy
-    assert "rotating_tokens.W003" not in _ids(run_checks(tags=[Tags.security]))
+    assert "rotating_tokens.W083" in deploy
+    assert "rotating_tokens.W083" not in _ids(run_checks(tags=[Tags.security]))
+
+
+@override_settings(CACHES=SHARED_CACHE)
+def test_shared_throttle_cache_is_not_warned_about():
+    assert check_throttle_cache() == []
 
 
 @override_settings(
@@ -153,16 +165,6 @@ def test_simplejwt_access_token_lifetime_alone_is_honoured_silently():
 
     assert check_settings() == []
     assert timedelta(minutes=15) == app_settings.ACCESS_TOKEN_LIFETIME
-
-
-@pytest.mark.parametrize(
-    "rotating_tokens",
-    [{"CHECK_FAMILY_ON_ACCESS": False}, {"FAMILY_STATE_CACHE": None}],
-    ids=["check off", "no cache"],
-)
-def test_family_state_cache_is_not_checked_when_unused(rotating_tokens):
-    with override_settings(CACHES=LOCMEM_CACHE, ROTATING_TOKENS=rotating_tokens):
-        assert check_settings() == []
 
 
 @override_settings(REST_FRAMEWORK={}, ROTATING_TOKENS={})
@@ -215,23 +217,6 @@ def test_dpop_asymmetric_algorithms_are_accepted(algorithms):
         ROTATING_TOKENS={"DPOP_ALGORITHMS": algorithms, "DPOP_PROOF_MAX_AGE": 30}
     ):
         assert check_dpop() == []
-
-
-@pytest.mark.parametrize(
-    ("value", "ids"),
-    [
-        ({"FAMILY_STATE_LOCAL_COPY": "yes"}, ["rotating_tokens.E050"]),
-        ({"FAMILY_STATE_LOCAL_TIMEOUT": -1}, ["rotating_tokens.E051"]),
-        ({"FAMILY_STATE_LOCAL_TIMEOUT": "10"}, ["rotating_tokens.E051"]),
-        ({"FAMILY_STATE_LOCAL_COPY": False, "FAMILY_STATE_LOCAL_TIMEOUT": 0}, []),
-        ({}, []),
-    ],
-)
-def test_local_family_state_settings(settings, value, ids):
-    from rotating_tokens.checks import check_local_family_state
-
-    settings.ROTATING_TOKENS = value
-    assert _ids(check_local_family_state()) == ids
 
 
 @pytest.mark.parametrize(

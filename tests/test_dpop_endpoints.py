@@ -381,7 +381,7 @@ def failing_redis(settings):
             "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
         },
     }
-    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP_REPLAY_CACHE": "state"}
 
 
 def test_a_failing_replay_cache_refuses_proofs_rather_than_switch_stores(key, failing_redis):
@@ -675,7 +675,7 @@ def test_atomic_requests_on_sqlite_is_warned_about_unless_redis_can_hold_the_pro
         **settings.CACHES,
         "state": {"BACKEND": backend, "LOCATION": "redis://127.0.0.1:1/0"},
     }
-    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "DPOP_REPLAY_CACHE": "state"}
     sqlite = {"ENGINE": "django.db.backends.sqlite3", "ATOMIC_REQUESTS": True}
     with mock.patch.dict(django_settings.DATABASES, {"other": sqlite}):
         ids = [m.id for m in check_dpop_holes()]

@@ -101,7 +101,7 @@ def test_logout_error_report_hides_the_token(client, user, client_info):
 
 # Sentry -------------------------------------------------------------------------------
 
-# The deny list the README shows for Sentry's EventScrubber.
+# The deny list docs/howto/deploy.md shows for Sentry's EventScrubber.
 SENTRY_DENYLIST_ADDITIONS = [
     "refresh",
     "raw_token",
@@ -152,6 +152,6 @@ def test_sentry_event_of_a_failed_refresh_carries_no_token_with_the_readme_scrub
     text = json.dumps(event, default=str)
     secret = pair.refresh.removeprefix("rtok_")[16:]
     assert "raw_token" in text  # the frames and their variables are there
-    # The README's list hides every copy of the secret; Sentry's defaults alone do not,
-    # which is why the README asks for it.
+    # The documented list hides every copy of the secret; Sentry's defaults alone do not,
+    # which is why the docs ask for it.
     assert (secret not in text) is scrubbed

@@ -8,18 +8,15 @@ UUID-keyed user model.
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 import uuid
 
 import pytest
-from django.core.cache import caches
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from rest_framework_simplejwt.tokens import AccessToken
 
-from rotating_tokens import local_state, services
+from rotating_tokens import revocation, services
 from rotating_tokens.models import TokenFamily
 
 from .factories import PASSWORD, UserFactory
@@ -113,17 +110,17 @@ def test_a_token_naming_the_owner_by_pk_is_refused_when_user_id_field_is_not_the
     by_username, user, client_info
 ):
     family = services.start_family(user, client_info).family
-    assert services.family_allows_access(family.pk, user_id=user.username)
-    assert not services.family_allows_access(family.pk, user_id=user.pk)
-    assert not services.family_allows_access(family.pk, user_id="")
+    assert revocation.allows_access(family.pk, user_id=user.username)
+    assert not revocation.allows_access(family.pk, user_id=user.pk)
+    assert not revocation.allows_access(family.pk, user_id="")
 
 
 def test_owner_without_a_user_id_value_matches_no_token(user, client_info):
     family = services.start_family(user, client_info).family
-    state = [family.expires_at.timestamp(), services.user_id_claim(None)]
-    assert not services._state_allows(state, "", family.created_at)
-    assert not services._state_allows(state, "None", family.created_at)
-    assert services._state_allows(state, None, family.created_at)  # no owner asked
+    facts = (family.expires_at.timestamp(), services.user_id_claim(None), "user_id", 0.0)
+    assert not revocation._facts_allow(facts, "", family.created_at)
+    assert not revocation._facts_allow(facts, "None", family.created_at)
+    assert revocation._facts_allow(facts, None, family.created_at)  # no owner asked
 
 
 def test_user_id_claim_compares_int_and_uuid_values_as_the_claim_writes_them():
@@ -132,19 +129,21 @@ def test_user_id_claim_compares_int_and_uuid_values_as_the_claim_writes_them():
     assert services.user_id_claim(7) == "7"
 
 
+@override_settings(ROTATING_TOKENS={"REVOCATION_POLL_INTERVAL": 0})
 def test_state_of_a_pk_keyed_project_joins_no_user_table(user, client_info):
     family = services.start_family(user, client_info).family
     with CaptureQueriesContext(connection) as queries:
-        assert services.family_allows_access(family.pk, user_id=user.pk)
+        assert revocation.allows_access(family.pk, user_id=user.pk)
     (query,) = queries
     assert TokenFamily._meta.db_table in query["sql"]
     assert user._meta.db_table not in query["sql"]  # the foreign key is the owner
 
 
+@override_settings(ROTATING_TOKENS={"REVOCATION_POLL_INTERVAL": 0})
 def test_state_of_a_project_keyed_by_another_field_is_one_query(by_username, user, client_info):
     family = services.start_family(user, client_info).family
     with CaptureQueriesContext(connection) as queries:
-        assert services.family_allows_access(family.pk, user_id=user.username)
+        assert revocation.allows_access(family.pk, user_id=user.username)
     assert len(queries) == 1  # the family and its owner's field, joined
 
 
@@ -163,71 +162,36 @@ def test_token_user_id_reads_the_field_only_when_it_is_not_the_pk(
         assert services.token_user_id(user.pk) == str(user.pk)
 
 
-def test_the_local_copy_of_a_state_compares_the_user_id_field_too(
-    api_client, by_username, user, client_info, settings, django_assert_num_queries
+@override_settings(ROTATING_TOKENS={"REVOCATION_POLL_INTERVAL": 60})
+def test_what_the_process_knows_of_a_family_compares_the_user_id_field_too(
+    api_client, by_username, user, client_info, django_assert_num_queries
 ):
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
-    except OSError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    settings.CACHES = {
-        **settings.CACHES,
-        "state": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"),
-            "KEY_PREFIX": f"rt-test-{uuid.uuid4()}",
-        },
-    }
-    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
-    local_state.reset_local_copies()
-    try:
-        copy = local_state.local_copy("state", caches["state"])
-        assert copy is not None
-        deadline = time.monotonic() + 5
-        while not copy._confirmed and time.monotonic() < deadline:
-            copy.get(uuid.uuid4())
-            time.sleep(0.005)  # waiting for Redis to confirm the subscription
-        assert copy._confirmed
-        mine = services.start_family(user, client_info)
-        victim = services.start_family(UserFactory(), client_info)
-        for pair in (mine, victim):  # read, then kept in this process's copy
-            assert api_client.get(ME, **_bearer(pair.access)).status_code == 200
-            assert copy.get(pair.family.pk)[0] is not None
-        with django_assert_num_queries(1):  # the user only: the state is the copy's
-            assert api_client.get(ME, **_bearer(mine.access)).status_code == 200
-        borrowing = AccessToken.for_user(user)
-        borrowing["fam"] = str(victim.family.pk)
+    mine = services.start_family(user, client_info)
+    victim = services.start_family(UserFactory(), client_info)
+    for pair in (mine, victim):  # read, then known to this process
+        assert api_client.get(ME, **_bearer(pair.access)).status_code == 200
+    with django_assert_num_queries(1):  # the user only: the family is known
+        assert api_client.get(ME, **_bearer(mine.access)).status_code == 200
+    borrowing = AccessToken.for_user(user)
+    borrowing["fam"] = str(victim.family.pk)
+    with CaptureQueriesContext(connection) as queries:
         refused = api_client.get(ME, **_bearer(str(borrowing)))
-        assert refused.json()["code"] == "token_revoked"
-    finally:
-        local_state.reset_local_copies()
-        caches["state"].clear()
+    assert refused.json()["code"] == "token_revoked"
+    assert not [q for q in queries if TokenFamily._meta.db_table in q["sql"]]
 
 
-def test_a_state_cached_before_user_id_field_changed_is_not_read(
-    api_client, monkeypatch, user, client_info, settings, tmp_path
+@override_settings(ROTATING_TOKENS={"REVOCATION_POLL_INTERVAL": 60})
+def test_a_family_known_before_user_id_field_changed_is_read_again(
+    api_client, monkeypatch, user, client_info
 ):
-    settings.CACHES = {
-        **settings.CACHES,
-        "state": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "state-cache"),
-        },
-    }
-    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "FAMILY_STATE_CACHE": "state"}
     before = services.start_family(user, client_info)
-    assert api_client.get(ME, **_bearer(before.access)).status_code == 200  # cached: by pk
-    assert caches["state"].get(f"rotating_tokens:family:{before.family.pk}") is not None
+    assert api_client.get(ME, **_bearer(before.access)).status_code == 200  # known: by pk
     # The project switches to usernames; the family lives on, and its next access token
     # names the user by username.
     set_simplejwt_setting(monkeypatch, "USER_ID_FIELD", "username")
     after = services.rotate(before.refresh, client_info)
     assert AccessToken(after.access)["user_id"] == user.username
     assert api_client.get(ME, **_bearer(after.access)).status_code == 200
-    key = f"rotating_tokens:family:username:{before.family.pk}"
-    assert caches["state"].get(key)[1] == user.username
-    # And a revocation forgets the state under the name it has now.
     services.logout(after.refresh)
-    assert caches["state"].get(key) is None
     refused = api_client.get(ME, **_bearer(after.access))
     assert refused.json()["code"] == "token_revoked"

@@ -1,5 +1,4 @@
-# Issue 19: "remember me", session names and known devices. To be renumbered 0005
-# after the simplejwt cutoff migration (0004) at merge time.
+# Issue 19: "remember me", session names and known devices.
 
 import django.db.models.deletion
 from django.conf import settings

@@ -1,4 +1,4 @@
-"""Installing the allauth strategy as the README says, and what a missing piece does."""
+"""Installing the allauth strategy as docs/howto/allauth.md says, and what a missing piece does."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_strategy_without_allauths_middleware_is_an_error(settings):
 
 
 def test_the_readmes_allauth_settings_are_silent():
-    # tests/contrib_allauth/settings.py is what the README shows.
+    # tests/contrib_allauth/settings.py is what docs/howto/allauth.md shows.
     assert check_allauth_strategy() == []
     assert not [m for m in run_checks() if m.id.startswith("rotating_tokens")]
 

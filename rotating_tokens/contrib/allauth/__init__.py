@@ -21,5 +21,5 @@ if apps.ready and not apps.is_installed("rotating_tokens"):
     raise ImproperlyConfigured(
         "HEADLESS_TOKEN_STRATEGY names rotating_tokens.contrib.allauth, which needs "
         '"rotating_tokens" in INSTALLED_APPS (its models hold the token families): add it, '
-        "as the README's django-allauth section shows."
+        "as the docs' django-allauth guide shows."
     )

@@ -61,7 +61,7 @@ from django.utils.crypto import salted_hmac
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from rotating_tokens import services, signals
+from rotating_tokens import revocation, services, signals
 from rotating_tokens.authentication import AccessTokenAuthentication
 from rotating_tokens.clients import client_from_request, dpop_proof
 from rotating_tokens.conf import app_settings
@@ -157,7 +157,7 @@ class RotatingTokenStrategy(AbstractTokenStrategy):  # type: ignore[misc]  # all
             return None
         # The session names its user by pk; the family state by USER_ID_FIELD.
         owner = services.token_user_id(session[SESSION_KEY])
-        if not services.family_allows_access(family_id, user_id=owner or ""):
+        if not revocation.allows_access(family_id, user_id=owner or ""):
             # Revoked where this module was not loaded to delete it, or expired.
             session.delete()
             return None

@@ -75,3 +75,8 @@ class Command(BaseCommand):
                     f"{verb} {result.simplejwt_records} records of the simplejwt "
                     "transition (spent tokens since expired, or the transition is over)."
                 )
+            if result.revocations:
+                self.stdout.write(
+                    f"{verb} {result.revocations} rows of the revocation log no process "
+                    "reads any more."
+                )
