@@ -19,7 +19,9 @@ class ClusterCacheClient(RedisCacheClient):
         super().__init__(servers, **options)
         self._cluster: redis.RedisCluster | None = None
         self._cluster_options = {
-            key: options[key] for key in ("socket_timeout", "socket_connect_timeout") if key in options
+            key: options[key]
+            for key in ("socket_timeout", "socket_connect_timeout")
+            if key in options
         }
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
