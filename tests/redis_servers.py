@@ -262,6 +262,10 @@ class Sentinel:
         self.sentinel_ports = [free_port() for _ in range(count)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
         self.quorum = count // 2 + 1
+        # A name of its own: django-redis keeps its connection pools for the whole
+        # process, by URL ("redis://<name>/0"), so a name used twice would reach the
+        # sentinels of an earlier set-up.
+        self.name = f"{MASTER_NAME}-{self.sentinel_ports[0]}"
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -285,10 +289,12 @@ class Sentinel:
                 f"bind {HOST}\n"
                 f'dir "{self.folder}"\n'
                 f'logfile "{self.folder / f"sentinel-{port}.log"}"\n'
-                f"sentinel monitor {MASTER_NAME} {HOST} {self.master.port} {self.quorum}\n"
-                f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
-                f"sentinel failover-timeout {MASTER_NAME} 10000\n"
-                f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+                f"sentinel monitor {self.name} {HOST} {self.master.port} {self.quorum}\n"
+                # Long enough that a loaded machine's slow PING is not "down" (a
+                # failover here is asked for, never waited for).
+                f"sentinel down-after-milliseconds {self.name} 5000\n"
+                f"sentinel failover-timeout {self.name} 10000\n"
+                f"sentinel parallel-syncs {self.name} 1\n"
             )
             self.sentinels.append(
                 subprocess.Popen(  # noqa: S603
@@ -311,8 +317,9 @@ class Sentinel:
 
     def _knows_replica(self, index: int) -> bool:
         with self.sentinel_client(index) as client:
-            replicas = client.execute_command("SENTINEL", "REPLICAS", MASTER_NAME)
-        return any(
+            master = client.execute_command("SENTINEL", "MASTER", self.name)
+            replicas = client.execute_command("SENTINEL", "REPLICAS", self.name)
+        return master.get("flags") == "master" and any(
             int(replica["port"]) == self.replica.port
             and "disconnected" not in replica["flags"]
             and "s_down" not in replica["flags"]
@@ -321,7 +328,7 @@ class Sentinel:
 
     def master_address(self, index: int = 0) -> tuple[str, int]:
         with self.sentinel_client(index) as client:
-            host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+            host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
         return str(host), int(port)
 
     def current_master(self) -> RedisServer:
@@ -334,7 +341,7 @@ class Sentinel:
         old = self.current_master()
         new = self.replica if old is self.master else self.master
         with self.sentinel_client() as client:
-            client.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+            client.execute_command("SENTINEL", "FAILOVER", self.name)
         for index in range(len(self.sentinel_ports)):
             wait_for(
                 lambda index=index: self.master_address(index)[1] == new.port,
@@ -348,7 +355,7 @@ class Sentinel:
         """A ``CACHES`` entry for django-redis's Sentinel client on this set-up."""
         return {
             "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": f"redis://{MASTER_NAME}/{db}",
+            "LOCATION": f"redis://{self.name}/{db}",
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.SentinelClient",
                 "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
