@@ -40,6 +40,10 @@ class RedisUnavailable(RuntimeError):
     """``redis-server`` (or ``redis-cli``, for a Cluster) is not installed."""
 
 
+class PortTaken(RuntimeError):
+    """The server could not listen on its port: someone else took it meanwhile."""
+
+
 def redis_binary(name: str = "redis-server") -> str:
     path = shutil.which(name)
     if path is None:
@@ -98,7 +102,9 @@ class RedisServer:
     """
 
     def __init__(self, folder: Path, *extra: str, port: int | None = None) -> None:
+        self.own_port = port is None  # drawn here: another may be drawn if it is taken
         self.port = port or free_port()
+        self.base = folder
         self.folder = folder / str(self.port)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.extra = extra
@@ -141,19 +147,34 @@ class RedisServer:
     def start(self) -> RedisServer:
         if self.running:
             raise RuntimeError(f"redis-server on {self.port} is already running")
-        self.process = subprocess.Popen(  # noqa: S603 - our own binary and arguments
-            self.command_line(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for(self._answers, 10, f"redis-server on port {self.port} to answer PING")
-        return self
+        for attempt in range(3):
+            self.process = subprocess.Popen(  # noqa: S603 - our own binary and arguments
+                self.command_line(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            try:
+                wait_for(self._answers, 10, f"redis-server on port {self.port} to answer PING")
+            except PortTaken:
+                # Another test process (pytest-xdist) took the port between our check
+                # and the server's bind: draw another, before the first write to it.
+                if not self.own_port or attempt == 2 or self.dump_file.exists():
+                    raise
+                self.port = free_port()
+                self.folder = self.base / str(self.port)
+                self.folder.mkdir(parents=True, exist_ok=True)
+                continue
+            return self
+        raise AssertionError("unreachable")
 
     def _answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             log = (self.folder / "redis.log").read_text(errors="replace")[-2000:]
+            if "Address already in use" in log:
+                raise PortTaken(self.port)
             raise RuntimeError(f"redis-server on {self.port} exited: {log}")
         with self.client(socket_timeout=1) as client:
-            # A server still loading its dump file answers PING with an error.
-            return bool(client.ping())
+            # A server still loading its dump file answers PING with an error; and the
+            # one answering must be ours, not another that holds the port.
+            return bool(client.ping()) and client.info("server")["process_id"] == self.pid
 
     @property
     def running(self) -> bool:

@@ -160,3 +160,16 @@ def test_cluster_sharded_pubsub_delivers(redis_cluster):
 def _data_message(pubsub):
     message = pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=0.1)
     return message if message and message["type"] == "smessage" else None
+
+
+def test_a_port_taken_meanwhile_is_traded_for_another(redis_server, tmp_path, monkeypatch):
+    # Another process's server already listens on the port this one draws.
+    monkeypatch.setattr(redis_servers, "free_port", lambda: redis_server.port)
+    other = redis_servers.RedisServer(tmp_path)
+    monkeypatch.undo()
+    try:
+        other.start()
+        assert other.port != redis_server.port
+        assert other.client().info("server")["process_id"] == other.pid
+    finally:
+        other.kill()
