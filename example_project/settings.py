@@ -144,9 +144,9 @@ elif os.environ.get("REDIS_URL"):
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": os.environ["REDIS_URL"],
-            # A Redis that stops answering (paused for a failover, gone) must not hang a
-            # worker: redis-py waits forever by default. (It also retries a command that
-            # timed out, up to 10 times in redis-py 8, so one call can take longer.)
+            # A Redis that stops answering (paused for a failover, gone) must cost a
+            # request about a second, not hang the worker: redis-py waits forever by
+            # default. (The clients of Django's RedisCache do not retry a command.)
             "OPTIONS": {
                 "socket_timeout": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "1")),
                 "socket_connect_timeout": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "1")),

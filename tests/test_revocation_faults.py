@@ -36,8 +36,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 LOGOUT = "/api/auth/logout/"
 SHORT = 0.2  # seconds: the poll interval once a test lets the poll run
-# No retries: redis-py retries a timed-out command (10 times in redis-py 8), which
-# would turn a 0.5 s timeout into seconds of waiting for nothing.
+# No retries: a client redis-py builds itself retries a timed-out command (10 times in
+# redis-py 8; Django's RedisCache builds its pools without), which would turn a 0.5 s
+# timeout into seconds of waiting for nothing.
 CLIENT_OPTIONS = {
     "socket_timeout": 0.5,
     "socket_connect_timeout": 0.5,
