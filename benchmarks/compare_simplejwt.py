@@ -31,7 +31,12 @@ fires 50 concurrent refreshes of one token at each server.
 
 Needs the database server (``--pg``, default postgres://postgres@127.0.0.1:5432;
 ``--mysql``, default mysql://root@127.0.0.1:3306) and Redis for the example project's
-shared family-state cache (``--redis``).
+shared cache (``--redis``), or ``--cache file`` for its file cache (no Redis at all).
+``--port-base`` and ``--db-suffix`` let several runs share a machine and a database
+server. The authenticated read alone, the way the revocation figures are reported:
+
+    .venv/bin/python benchmarks/compare_simplejwt.py --kinds read --concurrency 1 4 16 \
+        --database postgresql --cache file
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -161,14 +166,18 @@ def database_url(peer: Peer, args: argparse.Namespace) -> str:
 
 def peer_env(peer: Peer, args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
-    env.pop("DJANGO_PASSWORD_HASHERS", None)
+    for name in ("DJANGO_PASSWORD_HASHERS", "REDIS_URL", "CACHE_DIR"):
+        env.pop(name, None)
+    if args.cache == "redis":
+        env["REDIS_URL"] = args.redis
+    else:  # the example project's file cache, in a folder of this run's own
+        env["CACHE_DIR"] = args.cache_dir
     env.update(
         PYTHONPATH=str(ROOT),
         DJANGO_SETTINGS_MODULE=peer.settings,
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=SECRET_KEY,
         DATABASE_URL=database_url(peer, args),
-        REDIS_URL=args.redis,
         # Throttling is off for the benchmark: one address sends thousands of refreshes,
         # and the peer has none.
         LOGIN_THROTTLE_RATE="",
@@ -645,6 +654,25 @@ def main() -> None:
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--mysql", default="mysql://root@127.0.0.1:3306")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/3")
+    parser.add_argument(
+        "--cache",
+        choices=["redis", "file"],
+        default="redis",
+        help="this app's shared cache: Redis (--redis) or the example project's file "
+        "cache (no REDIS_URL, a new folder)",
+    )
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=OURS.port,
+        help="this app's port; simplejwt's is the next one",
+    )
+    parser.add_argument(
+        "--db-suffix",
+        default="",
+        help="appended to the databases' names (bench_ours, bench_peer), so that runs "
+        "on one server do not share them",
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--duration", type=float, default=3, help="seconds per phase")
@@ -663,10 +691,15 @@ def main() -> None:
         "an empty string leaves Django's default, the password check included",
     )
     args = parser.parse_args()
+    configure_peers(args)
     if args.child:
         child(args.child)
         return
+    busy = [p.port for p in PEERS if not _free(p.port)]
+    if busy:
+        sys.exit(f"Ports in use: {busy}")
 
+    args.cache_dir = tempfile.mkdtemp(prefix="bench_cache_")
     args.sqlite_dir = tempfile.mkdtemp(prefix="bench_sqlite_") if args.database == "sqlite" else ""
     print(machine())
     print(versions(), flush=True)
@@ -685,8 +718,13 @@ def main() -> None:
                 f"{info[peer.name]['cache']}"
             )
         hashers_match = len({info[peer.name]["hasher"] for peer in PEERS}) == 1
+        cache = (
+            f"{redis_version(args.redis)} ({args.redis})"
+            if args.cache == "redis"
+            else "the file cache (no Redis)"
+        )
         print(
-            f"Cache: {redis_version(args.redis)} ({args.redis}) for this app's family state; "
+            f"Cache: {cache} for this app's family state; "
             "simplejwt's stateless access tokens use none."
         )
         print(
@@ -733,6 +771,7 @@ def main() -> None:
         for server in servers:
             stop_server(server)
         drop_databases(args)
+        shutil.rmtree(args.cache_dir, ignore_errors=True)
 
     rates: dict[tuple[str, str, int], float] = {}
     for kind in args.kinds:
@@ -814,10 +853,14 @@ def _free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def configure_peers(args: argparse.Namespace) -> None:
+    """Ports and database names from the options (several runs can share a machine)."""
+    global OURS, THEIRS, PEERS
+    OURS = replace(OURS, port=args.port_base, database=f"bench_ours{args.db_suffix}")
+    THEIRS = replace(THEIRS, port=args.port_base + 1, database=f"bench_peer{args.db_suffix}")
+    PEERS = (OURS, THEIRS)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 1 or "--child" not in sys.argv:
-        busy = [p.port for p in PEERS if not _free(p.port)]
-        if busy:
-            sys.exit(f"Ports in use: {busy}")
     sys.path.insert(0, str(ROOT))
     main()

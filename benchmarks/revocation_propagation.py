@@ -2,7 +2,8 @@
 the first refused request on connections that land on other workers.
 
     .venv/bin/python benchmarks/revocation_propagation.py [--database postgresql|mariadb|sqlite]
-        [--cache redis|file] [--workers 4] [--rounds 20]
+        [--cache redis|file] [--redis-url URL] [--workers 4] [--rounds 20]
+    .venv/bin/python benchmarks/revocation_propagation.py --redis all [--rounds 20]
 
 Starts the example project under gunicorn (``--workers`` sync workers, DEBUG off, no
 throttling) on a fresh database (PostgreSQL or MariaDB: created and dropped by the
@@ -24,6 +25,24 @@ It records, per probe, the time from the 204 and from the logout's send to its f
 revocation that had not reached that worker (there should be none); a 200 to a request
 sent before the 204 but answered after it is a request that overtook the revocation
 (possible during the logout, not after it).
+
+``--redis SCENARIO…`` (``healthy``, ``paused``, ``killed``, ``restored``, ``none`` or
+``all``) measures instead what a Redis fault does to a logout: a Redis server of the
+benchmark's own (``tests/redis_servers.py``, a free loopback port; ``REDIS_URL`` points
+the example project at it, with a ``--redis-socket-timeout`` of 1 s), gunicorn with 3
+workers, ``--rounds`` rounds per scenario; each round logs in, warms every worker, and:
+
+- healthy: logs out; every request sent after the answer must be refused;
+- paused: ``CLIENT PAUSE <--pause-ms> WRITE`` just before the logout;
+- killed: ``kill -9`` the Redis before the logout (started again, empty, after the round);
+- restored: ``SAVE`` a snapshot, log out, ``kill -9`` the Redis and start it from the
+  pre-logout snapshot: every read after that must be refused;
+- none: no ``REDIS_URL`` (the example project's file cache).
+
+``--probes`` clients read ``/api/me/`` with the family's access token from the logout's
+answer for ``--window`` seconds. Per scenario it reports the logout's answers (an error
+is one that is not 204), the requests accepted after the answer and the time from the
+answer to the last one accepted on any worker (max and median over the rounds).
 
 Which worker answered each request is read from gunicorn's access log (its pid, and a
 header the client sets on each request), not from the project, which is not changed.
@@ -70,6 +89,7 @@ TAG_HEADER = "X-Bench-Tag"
 LOGIN, LOGOUT, ME = "/api/auth/token/", "/api/auth/logout/", "/api/me/"
 # gunicorn's access log: the worker's pid ("<1234>"), our tag, the status.
 ACCESS_LOG_FORMAT = "%(p)s %({x-bench-tag}i)s %(s)s"
+SCENARIOS = ("healthy", "paused", "killed", "restored", "none")
 
 
 # HTTP: every request on a new connection ------------------------------------------------
@@ -103,9 +123,9 @@ def request(
 
 def database_url(args: argparse.Namespace) -> str:
     if args.database == "postgresql":
-        return f"{args.pg}/{DATABASE}"
+        return f"{args.pg}/{args.db_name}"
     if args.database == "mariadb":
-        return f"{args.mysql}/{DATABASE}"
+        return f"{args.mysql}/{args.db_name}"
     return f"sqlite:///{Path(args.workdir) / DATABASE}.sqlite3"
 
 
@@ -121,27 +141,32 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=SECRET_KEY,
         DATABASE_URL=database_url(args),
-        CACHE_DIR=str(Path(args.workdir) / "cache"),
+        CACHE_DIR=args.cache_dir,
         LOGIN_THROTTLE_RATE="",
         REFRESH_THROTTLE_RATE="",
     )
     if args.cache == "redis":
-        env["REDIS_URL"] = args.redis
+        env["REDIS_URL"] = args.redis_url
+        # The example project's default, said here so that a changed default does not
+        # change what the paused and killed scenarios measure.
+        env["REDIS_SOCKET_TIMEOUT"] = str(args.redis_socket_timeout)
     return env
 
 
 def create_database(args: argparse.Namespace) -> None:
-    compare_simplejwt.create_database(args, DATABASE)
+    compare_simplejwt.create_database(args, args.db_name)
 
 
 def drop_database(args: argparse.Namespace) -> None:
     if args.database == "postgresql":
-        admin_sql(args, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        admin_sql(args, f"DROP DATABASE IF EXISTS {args.db_name} WITH (FORCE)")
     elif args.database == "mariadb":
-        admin_sql(args, f"DROP DATABASE IF EXISTS {DATABASE}")
+        admin_sql(args, f"DROP DATABASE IF EXISTS {args.db_name}")
 
 
-def start_server(args: argparse.Namespace, access_log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    args: argparse.Namespace, access_log: Path, stderr: Any = None
+) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -163,6 +188,7 @@ def start_server(args: argparse.Namespace, access_log: Path) -> subprocess.Popen
         ],
         env=server_env(args),
         cwd=ROOT,
+        stderr=stderr,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -356,6 +382,13 @@ def child_setup() -> None:
     except (ImportError, AttributeError):  # a version of the app without local copies
         copy_in_effect = "no"
 
+    try:  # the deny-list design: which push path is in use, and why
+        from rotating_tokens import revocation
+
+        push = str(revocation.status())
+    except Exception as error:  # a version of the app without it, or a failing status
+        push = f"(no revocation.status(): {type(error).__name__})"
+
     def setting(name: str) -> str:
         try:
             return str(getattr(app_settings, name))
@@ -372,6 +405,8 @@ def child_setup() -> None:
                 "local_copy_in_effect": copy_in_effect,
                 "local_timeout": setting("FAMILY_STATE_LOCAL_TIMEOUT"),
                 "state_timeout": setting("FAMILY_STATE_CACHE_TIMEOUT"),
+                "poll_interval": setting("REVOCATION_POLL_INTERVAL"),
+                "push": push,
             }
         )
     )
@@ -494,7 +529,7 @@ def header(args: argparse.Namespace, info: dict[str, Any]) -> None:
         f"Python {platform.python_version()}, Django {django.get_version()}, this app at "
         f"{commit}" + (f" with uncommitted changes to {', '.join(changed)}" if changed else "")
     )
-    cache = info["cache"] + (f" ({args.redis})" if args.cache == "redis" else " (a new folder)")
+    cache = info["cache"] + (f" ({args.redis_url})" if args.cache == "redis" else " (a new folder)")
     print(
         f"{info['database']}; cache {cache}; gunicorn {args.workers} sync workers, DEBUG "
         "off, no throttling"
@@ -512,17 +547,324 @@ def header(args: argparse.Namespace, info: dict[str, Any]) -> None:
     )
 
 
+# Scenarios: what Redis does around a logout ---------------------------------------------
+
+
+@dataclass
+class ScenarioRound:
+    number: int
+    logout_sent: float = 0.0
+    logout_answered: float = 0.0
+    logout_status: int = 0
+    restored: float = 0.0  # restored: when the server answered again, from the snapshot
+    warmed_workers: int = 0
+    shots: list[Shot] = field(default_factory=list)
+
+
+def scenario_round(
+    args: argparse.Namespace,
+    scenario: str,
+    redis_server: Any,
+    log: AccessLog,
+    pids: set[int],
+    number: int,
+) -> ScenarioRound:
+    """Log in, warm every worker, do the scenario's deed to Redis, log out, and probe
+    with the family's access token for ``window`` seconds from the logout's answer."""
+    result = ScenarioRound(number)
+    status, pair = request(
+        args.port,
+        "POST",
+        LOGIN,
+        f"login-{scenario}-{number}",
+        body={"username": USERNAME, "password": PASSWORD},
+    )
+    if status != 200:
+        raise RuntimeError(f"login: {status} {pair}")
+    access, refresh = pair["access"], pair["refresh"]
+    _, result.warmed_workers = warm(args, log, pids, access, f"w-{scenario}-{number}")
+
+    snapshot = None
+    if scenario == "paused":
+        redis_server.pause_writes(args.pause_ms)
+    elif scenario == "killed":
+        redis_server.kill()
+    elif scenario == "restored":
+        snapshot = redis_server.snapshot()
+
+    go = threading.Event()
+    lock = threading.Lock()
+    window = args.window or (args.pause_ms / 1000 + 3 if scenario == "paused" else 3.0)
+
+    def probe(index: int) -> None:
+        go.wait()
+        deadline = result.logout_answered + window
+        fired = 0
+        while time.perf_counter() < deadline:
+            tag = f"p-{scenario}-{number}-{index}-{fired}"
+            fired += 1
+            sent = time.perf_counter()
+            try:
+                answer = request(args.port, "GET", ME, tag, access=access)[0]
+            except OSError:
+                answer = 0
+            with lock:
+                result.shots.append(Shot(tag, sent, time.perf_counter(), answer))
+            time.sleep(args.probe_interval)
+
+    threads = [threading.Thread(target=probe, args=(i,)) for i in range(args.probes)]
+    for thread in threads:
+        thread.start()
+    result.logout_sent = time.perf_counter()
+    try:
+        result.logout_status, _ = request(
+            args.port, "POST", LOGOUT, f"logout-{scenario}-{number}", body={"refresh": refresh}
+        )
+    except OSError:
+        result.logout_status = 0
+    result.logout_answered = time.perf_counter()
+    go.set()
+    if scenario == "restored":
+        assert snapshot is not None
+        redis_server.restart(snapshot)  # kill -9, then back from before the logout
+        result.restored = time.perf_counter()
+        snapshot.unlink()
+    for thread in threads:
+        thread.join()
+    if scenario == "paused":
+        redis_server.unpause()
+    elif scenario == "killed":
+        redis_server.restart(empty=True)
+    return result
+
+
+@dataclass
+class ScenarioFigures:
+    rounds: int
+    logout_statuses: Counter[int]
+    logout_seconds: list[float]
+    accepted_after_answer: int
+    rounds_with_accepted: int
+    to_last_accepted: list[float]  # per round with any: answer to the last accepted one
+    accepted_after_restore: int
+    probe_statuses: Counter[int]
+    workers_accepting: Counter[int]
+    min_warmed: int
+
+
+def scenario_figures(rounds: list[ScenarioRound], log: AccessLog) -> ScenarioFigures:
+    figures = ScenarioFigures(len(rounds), Counter(), [], 0, 0, [], 0, Counter(), Counter(), 0)
+    figures.min_warmed = min(r.warmed_workers for r in rounds)
+    for r in rounds:
+        figures.logout_statuses[r.logout_status] += 1
+        figures.logout_seconds.append(r.logout_answered - r.logout_sent)
+        accepted = [s for s in r.shots if s.status == 200 and s.sent >= r.logout_answered]
+        for shot in r.shots:
+            figures.probe_statuses[shot.status] += 1
+        figures.accepted_after_answer += len(accepted)
+        if accepted:
+            figures.rounds_with_accepted += 1
+            figures.to_last_accepted.append(max(s.answered for s in accepted) - r.logout_answered)
+            for shot in accepted:
+                figures.workers_accepting[log.answers.get(shot.tag, (0, 0))[0]] += 1
+        if r.restored:
+            figures.accepted_after_restore += sum(1 for s in accepted if s.sent >= r.restored)
+    return figures
+
+
+def print_scenario(scenario: str, figures: ScenarioFigures, window: float) -> None:
+    errors = sum(n for status, n in figures.logout_statuses.items() if status != 204)
+    probe_errors = sum(
+        n for status, n in figures.probe_statuses.items() if status not in (200, 401)
+    )
+    last = figures.to_last_accepted
+    print(f"\n--redis {scenario}: {figures.rounds} rounds, probing {window:g} s after each answer")
+    print(f"  logout answers: {dict(sorted(figures.logout_statuses.items()))}, {errors} errors")
+    print(f"  logout, send to answer: {spread(figures.logout_seconds)}")
+    print(
+        f"  requests accepted after the logout's answer: {figures.accepted_after_answer}, "
+        f"in {figures.rounds_with_accepted} of {figures.rounds} rounds"
+        + (f", by worker {dict(figures.workers_accepting)}" if last else "")
+    )
+    if last:
+        print(
+            f"  answer to the last accepted request: max {1000 * max(last):.0f} ms, "
+            f"median {1000 * statistics.median(last):.0f} ms (over the rounds with any; "
+            f"the window ends at {1000 * window:.0f} ms)"
+        )
+    else:
+        print("  answer to the last accepted request: none accepted (0 ms)")
+    if scenario == "restored":
+        print(
+            f"  accepted after Redis came back from the pre-logout snapshot: "
+            f"{figures.accepted_after_restore} (must be 0)"
+        )
+    print(
+        f"  probe statuses: {dict(sorted(figures.probe_statuses.items()))} "
+        f"({probe_errors} neither 200 nor 401); workers warmed per round: min "
+        f"{figures.min_warmed}"
+    )
+
+
+def run_scenarios(args: argparse.Namespace) -> int:
+    """``--redis``: each scenario on a gunicorn of its own (a Redis of the benchmark's
+    own, or none), ``--rounds`` rounds each. Returns the exit status: 1 if a request
+    was accepted after the answer with Redis healthy or restored."""
+    from tests import redis_servers
+
+    scenarios = list(SCENARIOS) if "all" in args.redis else list(dict.fromkeys(args.redis))
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", args.port)) == 0:
+            sys.exit(f"Port in use: {args.port}")
+    args.workdir = tempfile.mkdtemp(prefix="bench_revocation_")
+    create_database(args)
+    failures = 0
+    header_done = False
+    try:
+        with redis_servers.standalone() as own_redis:
+            args.redis_url = own_redis.url(0)
+            for scenario in scenarios:
+                args.cache = "file" if scenario == "none" else "redis"
+                # A fresh file-cache folder and access log per scenario.
+                folder = Path(args.workdir) / scenario
+                folder.mkdir()
+                args.cache_dir = str(folder / "cache")
+                if not header_done:
+                    setup = subprocess.run(
+                        [sys.executable, __file__, "--child", "setup"],
+                        env=server_env(args),
+                        cwd=ROOT,
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    )
+                    info = json.loads(setup.stdout.strip().splitlines()[-1])
+                    scenario_header(args, info, scenarios, own_redis)
+                    header_done = True
+                access_log = folder / "access.log"
+                log = AccessLog(access_log)
+                errors_file = folder / "server-stderr.txt"
+                with errors_file.open("wb") as server_errors:
+                    server = start_server(args, access_log, server_errors)
+                rounds: list[ScenarioRound] = []
+                try:
+                    pids = worker_pids(server)
+                    if scenario != "none":
+                        print(f"  push path ({scenario}): {status_line(args)}", flush=True)
+                    for number in range(1, args.rounds + 1):
+                        rounds.append(scenario_round(args, scenario, own_redis, log, pids, number))
+                finally:
+                    stop_server(server)
+                    if not own_redis.running:
+                        own_redis.restart(empty=True)
+                log.read()
+                window = args.window or (args.pause_ms / 1000 + 3 if scenario == "paused" else 3.0)
+                figures = scenario_figures(rounds, log)
+                print_scenario(scenario, figures, window)
+                logged = errors_file.read_text(errors="replace").splitlines()
+                tracebacks = sum(1 for line in logged if line.startswith("Traceback"))
+                last_error = next((line for line in reversed(logged) if "Error" in line), "")
+                print(
+                    f"  the servers' log: {len(logged)} lines, {tracebacks} tracebacks"
+                    + (f" (last error: {last_error[:160]})" if last_error else "")
+                )
+                if scenario in ("healthy", "restored") and figures.accepted_after_answer:
+                    failures += 1
+    finally:
+        drop_database(args)
+        shutil.rmtree(args.workdir, ignore_errors=True)
+    return 1 if failures else 0
+
+
+def status_line(args: argparse.Namespace) -> str:
+    """What the app says of its push path, asked in a process with the servers'
+    settings (the workers' own answer is not reachable from outside)."""
+    script = (
+        "import django; django.setup()\n"
+        "try:\n"
+        "    from rotating_tokens import revocation\n"
+        "    print(revocation.status())\n"
+        "except Exception as error:\n"
+        "    print(f'no revocation.status() ({type(error).__name__})')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=server_env(args),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return (result.stdout.strip() or result.stderr.strip()[-300:]).replace("\n", " ")
+
+
+def scenario_header(
+    args: argparse.Namespace, info: dict[str, Any], scenarios: list[str], own_redis: Any
+) -> None:
+    import django
+
+    commit, changed = code_version()
+    print(compare_simplejwt.machine())
+    print(
+        f"Python {platform.python_version()}, Django {django.get_version()}, this app at "
+        f"{commit}" + (f" with uncommitted changes to {', '.join(changed)}" if changed else "")
+    )
+    version = own_redis.client().info("server")["redis_version"]
+    print(
+        f"{info['database']}; a Redis {version} of the benchmark's own on port "
+        f"{own_redis.port} (socket timeout {args.redis_socket_timeout:g} s), or the file "
+        f"cache for 'none'; gunicorn {args.workers} sync workers, DEBUG off, no throttling"
+    )
+    print(
+        f"REVOCATION_POLL_INTERVAL {info['poll_interval']}; FAMILY_STATE_LOCAL_COPY "
+        f"{info['local_copy']}, FAMILY_STATE_CACHE_TIMEOUT {info['state_timeout']}"
+    )
+    print(
+        f"Scenarios {', '.join(scenarios)}: {args.rounds} rounds each, {args.probes} "
+        f"probes from the logout's answer, each request on a new TCP connection",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument(
         "--database", choices=["postgresql", "mariadb", "sqlite"], default="postgresql"
     )
+    parser.add_argument(
+        "--db-name", default=DATABASE, help="the database it creates and drops (or file)"
+    )
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--mysql", default="mysql://root@127.0.0.1:3306")
     parser.add_argument("--cache", choices=["redis", "file"], default="redis")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/6")
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/6",
+        help="without --redis: the Redis the example project uses",
+    )
+    parser.add_argument(
+        "--redis",
+        nargs="+",
+        choices=[*SCENARIOS, "all"],
+        help="what happens to a Redis of the benchmark's own around each logout "
+        "(scenarios: see the module's docstring); without it, the propagation rounds",
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        help="scenarios: seconds of probing after the logout's answer (default: "
+        "the pause + 3 s for paused, 3 s for the others)",
+    )
+    parser.add_argument("--pause-ms", type=int, default=5000, help="the paused scenario's pause")
+    parser.add_argument("--redis-socket-timeout", type=float, default=1.0)
+    parser.add_argument(
+        "--probe-interval",
+        type=float,
+        default=0.01,
+        help="scenarios: seconds each probe waits between requests",
+    )
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default 4; scenarios: 3)")
     parser.add_argument("--port", type=int, default=8303)
     parser.add_argument("--rounds", type=int, default=20, help="rounds per start mode")
     parser.add_argument("--probes", type=int, default=8, help="clients probing after the logout")
@@ -540,14 +882,19 @@ def main() -> None:
         help="when the probes start: when the 204 arrives, or when the logout is sent",
     )
     args = parser.parse_args()
+    if args.workers is None:
+        args.workers = 3 if args.redis else 4
     if args.child:
         child_setup()
         return
+    if args.redis:
+        sys.exit(run_scenarios(args))
     with socket.socket() as sock:
         if sock.connect_ex(("127.0.0.1", args.port)) == 0:
             sys.exit(f"Port in use: {args.port}")
 
     args.workdir = tempfile.mkdtemp(prefix="bench_revocation_")
+    args.cache_dir = str(Path(args.workdir) / "cache")
     access_log = Path(args.workdir) / "access.log"
     server: subprocess.Popen[bytes] | None = None
     log = AccessLog(access_log)
@@ -565,7 +912,7 @@ def main() -> None:
         header(args, info)
         server = start_server(args, access_log)
         pids = worker_pids(server)
-        before = redis_counters(args.redis) if args.cache == "redis" else {}
+        before = redis_counters(args.redis_url) if args.cache == "redis" else {}
         rounds: list[Round] = []
         number = 0
         for _ in range(args.rounds):
@@ -575,7 +922,7 @@ def main() -> None:
                 if result.logout_status != 204:
                     print(f"  round {number}: logout answered {result.logout_status}")
                 rounds.append(result)
-        after = redis_counters(args.redis) if args.cache == "redis" else {}
+        after = redis_counters(args.redis_url) if args.cache == "redis" else {}
         now_pids = worker_pids(server)
         if now_pids != pids:
             print(f"Workers changed during the run: {sorted(pids)} -> {sorted(now_pids)}")

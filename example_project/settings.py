@@ -8,6 +8,8 @@ environment:
 - ``REDIS_URL``: a shared cache; without it a file cache shared by the processes of
   this machine is used (the access-token family check needs a cache all workers see;
   it is correct on the file cache too, whose add() is not atomic: see the docs).
+- ``REDIS_SOCKET_TIMEOUT`` (default 1): seconds the Redis client waits for a
+  connection or an answer before it gives up.
 - ``DEMO_CACHE=database``: Django's database cache instead (its table is made by
   ``migrate``), the way a project without Redis or Memcached shares one cache.
 - ``JWT_PRIVATE_KEY_FILE``: a PEM private key (RSA, EC P-256 or Ed25519) to sign access
@@ -155,6 +157,13 @@ elif os.environ.get("REDIS_URL"):
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": os.environ["REDIS_URL"],
+            # A Redis that stops answering (paused for a failover, gone) must cost a
+            # request about a second, not hang the worker: redis-py waits forever by
+            # default. (The clients of Django's RedisCache do not retry a command.)
+            "OPTIONS": {
+                "socket_timeout": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "1")),
+                "socket_connect_timeout": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "1")),
+            },
         }
     }
 else:

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from rotating_tokens import revocation
 from rotating_tokens.services import Client
 
+from . import redis_servers
 from .factories import PASSWORD, UserFactory
 
 # Property-based tests: a modest number of examples and no per-example deadline (the
@@ -112,3 +113,32 @@ def state_store(request, settings):
     if request.param == "database":
         settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, "REVOCATION_POLL_INTERVAL": 0}
     return request.param
+
+
+# Redis servers of a test's own (tests/redis_servers.py), on free loopback ports: never
+# the shared one. Skipped where redis-server is not installed.
+@pytest.fixture
+def redis_server() -> Iterator[redis_servers.RedisServer]:
+    try:
+        with redis_servers.standalone() as server:
+            yield server
+    except redis_servers.RedisUnavailable as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture
+def redis_sentinel() -> Iterator[redis_servers.Sentinel]:
+    try:
+        with redis_servers.sentinel() as setup:
+            yield setup
+    except redis_servers.RedisUnavailable as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture
+def redis_cluster() -> Iterator[redis_servers.Cluster]:
+    try:
+        with redis_servers.cluster() as setup:
+            yield setup
+    except redis_servers.RedisUnavailable as error:
+        pytest.skip(str(error))
