@@ -194,8 +194,12 @@ class _Known:
         self.gaps = [gap for gap in self.gaps if gap[2] > now]
         while True:
             wanted = Q(id__gt=self.high)
+            singles = [first for first, last, _ in self.gaps if first == last]
+            if singles:  # one IN (…) for them: a database that numbers with a step
+                wanted |= Q(id__in=singles)
             for first, last, _give_up_at in self.gaps:
-                wanted |= Q(id__range=(first, last))
+                if first < last:
+                    wanted |= Q(id__range=(first, last))
             batch = list(rows.filter(wanted).values_list("id", "family_id")[:POLL_BATCH])
             # Denied before the numbers move on: if the next query fails, what this one
             # read is not lost.

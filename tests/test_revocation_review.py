@@ -224,3 +224,18 @@ def test_a_poll_inside_a_repeatable_read_transaction_does_not_count_as_one(
         assert revocation.allows_access(family.pk)  # this transaction's view
     # Outside, within the interval: a check must not rest on what that poll saw.
     assert not revocation.allows_access(family.pk)
+
+
+def test_a_poll_asks_for_as_many_gaps_as_are_kept(long_interval, family):
+    # Every other number missing (a database that numbers with a step of 2), as many
+    # gaps as MAX_GAPS: one query still asks for them all, on every database.
+    numbers = range(1, 2 * revocation.MAX_GAPS + 2, 2)
+    Revocation.objects.bulk_create(
+        [Revocation(id=n, family_id=uuid.uuid4(), revoked_at=timezone.now()) for n in numbers]
+    )
+    poll_now()
+    assert revocation.allows_access(family.pk)
+    assert len(revocation._state().gaps) == revocation.MAX_GAPS
+    revoked_elsewhere(family, number=2)
+    poll_now()
+    assert not revocation.allows_access(family.pk)
