@@ -254,9 +254,7 @@ def test_a_poll_asks_for_as_many_gaps_as_are_kept(long_interval, family):
     reason="not closed: the poll does not notice the log's numbering start again below "
     "the newest row it saw; facts bound the delay (gap_lifetime) instead of the interval",
 )
-def test_a_numbering_that_starts_again_below_the_newest_row_seen_is_noticed(
-    long_interval, family
-):
+def test_a_numbering_that_starts_again_below_the_newest_row_seen_is_noticed(long_interval, family):
     # A failover to a replica that had not received rows 11 and 12 (or a restore of an
     # older backup): the new primary numbers the next revocations 11, 12… again.
     log_row(10)
