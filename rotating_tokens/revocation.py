@@ -120,6 +120,7 @@ class _Known:
         self.facts = 0  # how many entries are facts
         self.expiries: deque[tuple[float, uuid.UUID]] = deque()  # denials, in order
         self.high: int | None = None  # the highest row number seen; None: not started
+        self.high_family: uuid.UUID | None = None  # that row's family (None: not read)
         self.gaps: list[Gap] = []  # in order of their numbers
         # A gap given up before its time may still commit: until then, no facts are kept.
         self.distrust_until = -math.inf
@@ -192,8 +193,12 @@ class _Known:
             newly |= self._start(rows, now)
             return
         self.gaps = [gap for gap in self.gaps if gap[2] > now]
+        # The newest row seen is asked for again: gone, or another family's, the log was
+        # numbered again below it (a failover to a replica that lacked it, a restore
+        # from a backup), and rows after the high mark would be skipped: start over.
+        mark, confirmed = (self.high, self.high_family), self.high == 0
         while True:
-            wanted = Q(id__gt=self.high)
+            wanted = Q(id__gte=self.high)
             singles = [first for first, last, _ in self.gaps if first == last]
             if singles:  # one IN (…) for them: a database that numbers with a step
                 wanted |= Q(id__in=singles)
@@ -201,16 +206,23 @@ class _Known:
                 if first < last:
                     wanted |= Q(id__range=(first, last))
             batch = list(rows.filter(wanted).values_list("id", "family_id")[:POLL_BATCH])
+            confirmed = confirmed or any(
+                number == mark[0] and mark[1] in (None, family_id) for number, family_id in batch
+            )
+            news = [row for row in batch if row[0] != self.high]
             # Denied before the numbers move on: if the next query fails, what this one
             # read is not lost.
-            newly |= self.deny(family_id for _, family_id in batch)
-            self._found([number for number, _ in batch if number <= self.high])
-            for number, _family_id in batch:
+            newly |= self.deny(family_id for _, family_id in news)
+            self._found([number for number, _ in news if number < self.high])
+            for number, family_id in news:
                 if number > self.high:
                     self._skipped(self.high + 1, number - 1, now)
-                    self.high = number
+                    self.high, self.high_family = number, family_id
             if len(batch) < POLL_BATCH:
                 break
+        if not confirmed:
+            self.high, self.gaps = None, []
+            newly |= self._start(rows, now)
 
     def _start(self, rows: Any, now: float) -> set[uuid.UUID]:
         """The first poll: the families revoked within an access token's life, and the
@@ -223,7 +235,7 @@ class _Known:
         # A run of numbers still in flight can reach below that (a large revocation
         # that commits after a later one): the gap goes down to the row before it.
         below = rows.filter(id__lt=low).aggregate(below=Max("id"))["below"] or 0
-        self.high = newest
+        self.high, self.high_family = newest, dict(recent).get(newest)
         seen = below
         for number in sorted(present | {newest}):
             if number > seen:

@@ -155,8 +155,8 @@ def test_what_a_poll_read_before_its_next_query_failed_is_kept(
     real = revocation.Q
     calls = []
 
-    def second_query_fails(**lookups):  # each batch's query starts with Q(id__gt=…)
-        if "id__gt" in lookups:
+    def second_query_fails(**lookups):  # each batch's query starts with Q(id__gte=…)
+        if "id__gte" in lookups:
             calls.append(lookups)
             if len(calls) == 2:
                 raise ConnectionError("the database went away")
