@@ -293,9 +293,7 @@ def _new_state() -> _Known:
     global _known
     with _known_lock:
         if _known is None or _known.pid != os.getpid():
-            if _known is not None and _known.pid == os.getpid():
-                _known.push.close()
-            _known = _Known()
+            _known = _Known()  # a parent's subscription is its own: not closed here
         return _known
 
 
