@@ -283,3 +283,11 @@ def test_a_poll_that_finds_the_newest_row_seen_goes_on_from_it(long_interval, fa
         poll_now()
     assert not start.called
     assert revocation._state().high == 11
+
+
+def test_in_memory_never_answers_from_facts_too_old_to_use(long_interval, family):
+    assert revocation.allows_access(family.pk)
+    later = time.monotonic() + revocation.gap_lifetime() + 1
+    with mock.patch.object(revocation.time, "monotonic", return_value=later):
+        revocation._state().synced_at = later
+        assert revocation.allows_access_in_memory(family.pk) is None  # a thread reads it
