@@ -291,3 +291,17 @@ def test_in_memory_never_answers_from_facts_too_old_to_use(long_interval, family
     with mock.patch.object(revocation.time, "monotonic", return_value=later):
         revocation._state().synced_at = later
         assert revocation.allows_access_in_memory(family.pk) is None  # a thread reads it
+
+
+def test_a_row_found_inside_a_run_keeps_the_numbers_on_both_sides(long_interval, family):
+    log_row(1)
+    poll_now()
+    assert revocation.allows_access(family.pk)
+    log_row(100)
+    poll_now()  # the run 2-99
+    log_row(50)
+    poll_now()
+    assert [gap[:2] for gap in revocation._state().gaps] == [(2, 49), (51, 99)]
+    revoked_elsewhere(family, number=20)
+    poll_now()
+    assert not revocation.allows_access(family.pk)
