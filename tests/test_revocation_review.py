@@ -21,9 +21,18 @@ from django.utils import timezone
 from rotating_tokens import revocation, services
 from rotating_tokens.models import Revocation, TokenFamily
 
-from .test_revocation import LONG, family, in_gaps, log_row, poll_now, revoked_elsewhere
+from .test_revocation import (
+    LONG,
+    _publish,
+    family,
+    in_gaps,
+    log_row,
+    poll_now,
+    redis_push,
+    revoked_elsewhere,
+)
 
-__all__ = ["family"]  # a fixture, used by name
+__all__ = ["family", "redis_push"]  # fixtures, used by name
 
 pytestmark = pytest.mark.django_db
 
@@ -305,3 +314,27 @@ def test_a_row_found_inside_a_run_keeps_the_numbers_on_both_sides(long_interval,
     revoked_elsewhere(family, number=20)
     poll_now()
     assert not revocation.allows_access(family.pk)
+
+
+# The push ----------------------------------------------------------------------------------
+
+
+def test_a_message_decoded_to_text_is_read_as_well():
+    # A client made with decode_responses=True gives str, not bytes.
+    one, two = uuid.uuid4(), uuid.uuid4()
+    assert revocation._parse(f"{one},{two}") == {one, two}
+
+
+def test_listeners_hear_of_a_pushed_revocation(redis_push, family):
+    heard: list[frozenset] = []
+    revocation.add_listener(heard.append)
+    try:
+        assert revocation.allows_access(family.pk)
+        _publish(redis_push, str(family.pk))
+        deadline = time.monotonic() + 5
+        while not heard and time.monotonic() < deadline:
+            time.sleep(0.005)  # the message crosses a socket
+            revocation.refresh()
+    finally:
+        revocation.remove_listener(heard.append)
+    assert heard == [frozenset({family.pk})]
