@@ -338,3 +338,14 @@ def test_listeners_hear_of_a_pushed_revocation(redis_push, family):
     finally:
         revocation.remove_listener(heard.append)
     assert heard == [frozenset({family.pk})]
+
+
+def test_a_revocation_is_logged_for_the_other_processes(long_interval, family):
+    from rotating_tokens.models import RevokeReason
+
+    assert revocation.allows_access(family.pk)
+    with mock.patch.object(revocation, "announce"):  # nothing applied here at once
+        services.revoke_family(family, RevokeReason.LOGOUT)
+    revocation.reset()  # another process, starting: it learns from the log alone
+    revocation.refresh()
+    assert revocation.is_revoked(family.pk)
