@@ -22,10 +22,14 @@ process answers the access check from memory:
 Reading "the rows after the last one seen" naively misses rows: the database numbers a
 row when it is inserted, and transactions commit in any order, so row 12 can be
 visible while row 11 is still to commit (or was rolled back). The numbers skipped are
-kept as gaps and asked for again on every poll, until they appear or no access token
-alive when they were skipped can still be (``gap_lifetime``). No clock is compared
-with another server's: the poll follows the database's numbering, and every time
-limit here is measured on this process's monotonic clock.
+kept as gaps (runs of numbers: a large revocation numbers thousands at once) and asked
+for again on every poll, until they appear or no access token alive when they were
+skipped can still be (``gap_lifetime``). A gap given up sooner, for memory, is made up
+for: until it would have been given up, facts are not kept (every check reads the
+family's row). A poll inside a transaction that reads a snapshot (REPEATABLE READ) may
+see an old state of the log: it adds what it read, but does not count as a poll. No
+clock is compared with another server's: the poll follows the database's numbering,
+and every time limit here is measured on this process's monotonic clock.
 
 What is kept never allows more than the database would: a family this process has
 never read, or whose row is gone, is refused; an entry dropped for memory is read
@@ -64,8 +68,9 @@ logger = logging.getLogger("rotating_tokens")
 CHANNEL = "rotating_tokens:revoked"
 # How many rows one poll query reads at most (a logout-all of many sessions: a few).
 POLL_BATCH = 5_000
-# Gaps asked for at most: beyond, the oldest are given up (a database that numbers
-# with a step, such as a Galera cluster's auto_increment_increment, leaves many).
+# Gaps (runs of missing numbers) asked for at most: beyond, the oldest are given up,
+# and facts are not kept until they would have been (a database that numbers with a
+# step, such as a Galera cluster's auto_increment_increment, leaves many).
 MAX_GAPS = 1_000
 # At start-up, the numbers this far below the newest row that are missing count as
 # gaps: a transaction that numbered its row just before may still commit it.
@@ -81,6 +86,8 @@ RETRY_INTERVAL = 1.0  # after the push fails, seconds before subscribing again
 # monotonic time): read again after gap_lifetime(), so that even a revocation the poll
 # gave up on (a transaction that committed later than that) is in force then).
 Facts = tuple[float, str, str, float]
+# Row numbers not seen yet: the first, the last, and when to give up (monotonic).
+Gap = tuple[int, int, float]
 Listener = Callable[[frozenset[uuid.UUID]], None]
 
 
@@ -112,7 +119,10 @@ class _Known:
         self.facts = 0  # how many entries are facts
         self.expiries: deque[tuple[float, uuid.UUID]] = deque()  # denials, in order
         self.high: int | None = None  # the highest row number seen; None: not started
-        self.gaps: dict[int, float] = {}  # missing row number -> give up at (monotonic)
+        self.high_family: uuid.UUID | None = None  # that row's family (None: not read)
+        self.gaps: list[Gap] = []  # in order of their numbers
+        # A gap given up before its time may still commit: until then, no facts are kept.
+        self.distrust_until = -math.inf
         self.synced_at = -math.inf  # monotonic time the last complete poll started
         self.owner_field = ""  # services._owner_lookup() at the last poll
         self.push = _Push()
@@ -156,43 +166,63 @@ class _Known:
                     self.facts -= 1
 
     def keep(self, family_id: uuid.UUID, facts: Facts) -> None:
-        if self.facts >= MAX_FACTS:
-            with self.lock:
+        if time.monotonic() < self.distrust_until:
+            return  # a gap given up early may still commit: read the row every time
+        # Under the lock: a denial that came in since the facts were read must win, and
+        # facts read again (too old, another USER_ID_FIELD) replace the old ones.
+        with self.lock:
+            if self.facts >= MAX_FACTS:
                 self.entries = {k: v for k, v in self.entries.items() if type(v) is float}
                 self.facts = 0
-        if self.entries.setdefault(family_id, facts) is facts:
-            self.facts += 1
+            entry = self.entries.get(family_id)
+            if type(entry) is float:
+                return
+            if entry is None:
+                self.facts += 1
+            self.entries[family_id] = facts
 
     # The poll
 
-    def poll(self, db: str) -> set[uuid.UUID]:
-        """Read the rows numbered after the last one seen, and the gaps; returns the
-        families newly denied. The caller holds the lock."""
+    def poll(self, db: str, newly: set[uuid.UUID]) -> None:
+        """Read the rows numbered after the last one seen, and the gaps; adds the
+        families newly denied to ``newly`` as it goes (a poll that fails midway still
+        says what it denied). The caller holds the lock."""
         now = time.monotonic()
         rows = Revocation.objects.using(db).order_by("id")
         if self.high is None:
-            return self._start(rows, now)
-        for number, give_up_at in list(self.gaps.items()):
-            if give_up_at <= now:
-                del self.gaps[number]
-        newly: set[uuid.UUID] = set()
+            newly |= self._start(rows, now)
+            return
+        self.gaps = [gap for gap in self.gaps if gap[2] > now]
+        # The newest row seen is asked for again: gone, or another family's, the log was
+        # numbered again below it (a failover to a replica that lacked it, a restore
+        # from a backup), and rows after the high mark would be skipped: start over.
+        mark, confirmed = (self.high, self.high_family), self.high == 0
         while True:
-            wanted = Q(id__gt=self.high)
-            if self.gaps:
-                wanted |= Q(id__in=list(self.gaps))
+            wanted = Q(id__gte=self.high)
+            singles = [first for first, last, _ in self.gaps if first == last]
+            if singles:  # one IN (…) for them: a database that numbers with a step
+                wanted |= Q(id__in=singles)
+            for first, last, _give_up_at in self.gaps:
+                if first < last:
+                    wanted |= Q(id__range=(first, last))
             batch = list(rows.filter(wanted).values_list("id", "family_id")[:POLL_BATCH])
+            confirmed = confirmed or any(
+                number == mark[0] and mark[1] in (None, family_id) for number, family_id in batch
+            )
+            news = [row for row in batch if row[0] != self.high]
             # Denied before the numbers move on: if the next query fails, what this one
             # read is not lost.
-            newly |= self.deny(family_id for _, family_id in batch)
-            for number, _family_id in batch:
-                if number in self.gaps:
-                    del self.gaps[number]
-                elif number > self.high:
-                    self._skipped(range(self.high + 1, number), now)
-                    self.high = number
+            newly |= self.deny(family_id for _, family_id in news)
+            self._found([number for number, _ in news if number < self.high])
+            for number, family_id in news:
+                if number > self.high:
+                    self._skipped(self.high + 1, number - 1, now)
+                    self.high, self.high_family = number, family_id
             if len(batch) < POLL_BATCH:
                 break
-        return newly
+        if not confirmed:
+            self.high, self.gaps = None, []
+            newly |= self._start(rows, now)
 
     def _start(self, rows: Any, now: float) -> set[uuid.UUID]:
         """The first poll: the families revoked within an access token's life, and the
@@ -200,23 +230,51 @@ class _Known:
         since = timezone.now() - timedelta(seconds=gap_lifetime())
         recent = list(rows.filter(revoked_at__gte=since).values_list("id", "family_id"))
         newest = rows.aggregate(newest=Max("id"))["newest"] or 0
-        present = {number for number, _ in recent}
-        low = min(present, default=newest + 1)
-        self.high = newest
-        self._skipped(
-            (n for n in range(min(low, newest - START_GAPS), newest) if n not in present),
-            now,
-        )
+        present = {number for number, _ in recent if number < newest}
+        low = min(min(present, default=newest), newest - START_GAPS)
+        # A run of numbers still in flight can reach below that (a large revocation
+        # that commits after a later one): the gap goes down to the row before it.
+        below = rows.filter(id__lt=low).aggregate(below=Max("id"))["below"] or 0
+        self.high, self.high_family = newest, dict(recent).get(newest)
+        seen = below
+        for number in sorted(present | {newest}):
+            if number > seen:
+                self._skipped(seen + 1, number - 1, now)
+                seen = number
         return self.deny(family_id for _, family_id in recent)
 
-    def _skipped(self, numbers: Iterable[int], now: float) -> None:
+    def _skipped(self, first: int, last: int, now: float) -> None:
+        first = max(first, 1)
+        if first > last:
+            return
         give_up_at = now + gap_lifetime()
-        for number in numbers:
-            if number < 1:
-                continue
-            if len(self.gaps) >= MAX_GAPS:
-                del self.gaps[next(iter(self.gaps))]  # the oldest
-            self.gaps[number] = give_up_at
+        self.gaps.append((first, last, give_up_at))
+        while len(self.gaps) > MAX_GAPS:
+            # The oldest given up before its time: until then, no facts are kept (and
+            # those kept go), so a revocation in it that commits is read from its row.
+            dropped = self.gaps.pop(0)
+            self.distrust_until = max(self.distrust_until, dropped[2])
+            self.entries = {k: v for k, v in self.entries.items() if type(v) is float}
+            self.facts = 0
+
+    def _found(self, numbers: list[int]) -> None:
+        """Take the numbers that appeared out of the gaps."""
+        if not numbers:
+            return
+        numbers.sort()
+        gaps: list[Gap] = []
+        index = 0
+        for first, last, give_up_at in self.gaps:
+            while index < len(numbers) and numbers[index] < first:
+                index += 1
+            while index < len(numbers) and numbers[index] <= last:
+                if numbers[index] > first:
+                    gaps.append((first, numbers[index] - 1, give_up_at))
+                first = numbers[index] + 1
+                index += 1
+            if first <= last:
+                gaps.append((first, last, give_up_at))
+        self.gaps = gaps
 
 
 _known: _Known | None = None
@@ -252,10 +310,11 @@ def reset() -> None:
 
 def _forget_after_fork() -> None:
     # A forked child (a gunicorn worker) must not share its parent's subscription
-    # socket, nor trust a poll made before the fork.
+    # socket, nor trust a poll made before the fork. Nor a lock another thread of the
+    # parent held when it forked: no thread of the child would ever release it.
     global _known, _known_lock
     _known = None
-    _known_lock = threading.Lock()  # it may have been held by another thread at the fork
+    _known_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -360,19 +419,38 @@ def _refreshed(interval: float) -> _Known:
     if _fresh(known, interval):
         return known
     newly: set[uuid.UUID] = set()
-    with known.lock:
-        if not _fresh(known, interval):
-            started = time.monotonic()
-            # Read once per poll, not per check: a change of USER_ID_FIELD (which in
-            # production comes with a restart) is seen within one interval.
-            known.owner_field = _owner_lookup()
-            # Where revocations write their rows (services.revoke_families).
-            newly = known.poll(router.db_for_write(TokenFamily))
-            known.synced_at = started
-            known.expire(started)
-            known.push.ensure_subscribed()
-    _tell_listeners(newly)
+    try:
+        with known.lock:
+            if not _fresh(known, interval):
+                started = time.monotonic()
+                # Read once per poll, not per check: a change of USER_ID_FIELD (which
+                # in production comes with a restart) is seen within one interval.
+                known.owner_field = _owner_lookup()
+                # Where revocations write their rows (services.revoke_families).
+                db = router.db_for_write(TokenFamily)
+                known.poll(db, newly)
+                if _reads_the_latest(db):
+                    known.synced_at = started
+                known.expire(started)
+                known.push.ensure_subscribed()
+    finally:
+        _tell_listeners(newly)  # also what a poll that failed midway denied
     return known
+
+
+def _reads_the_latest(db: str) -> bool:
+    """Whether the poll just made saw every row committed before it started: always in
+    autocommit, and inside a transaction at READ COMMITTED (PostgreSQL's default, and
+    Django's on MySQL and MariaDB). At REPEATABLE READ or SERIALIZABLE a transaction
+    reads the snapshot of its first query, which can be any age (a request under
+    ATOMIC_REQUESTS that read before it checked, a long task): what such a poll read is
+    applied, but the next check polls again."""
+    connection = connections[db]
+    if not connection.in_atomic_block or connection.vendor == "sqlite":
+        return True  # SQLite: a writer waits for the transactions that read
+    level = getattr(connection, "isolation_level", None)
+    name = str(getattr(level, "name", level) or "").replace("_", " ").lower()
+    return name in ("read committed", "read uncommitted")
 
 
 def _fresh(known: _Known, interval: float) -> bool:

@@ -52,6 +52,10 @@ def log_row(number: int) -> Revocation:
     return Revocation.objects.create(id=number, family_id=uuid.uuid4(), revoked_at=timezone.now())
 
 
+def in_gaps(number: int) -> bool:
+    return any(first <= number <= last for first, last, _ in revocation._state().gaps)
+
+
 def poll_now() -> None:
     """As if the interval had passed since the last poll."""
     revocation._state().synced_at = -float("inf")
@@ -89,11 +93,11 @@ def test_a_row_that_commits_after_a_later_one_is_not_missed(long_interval, famil
     assert revocation.allows_access(family.pk)
     log_row(12)
     poll_now()
-    assert 11 in revocation._state().gaps
+    assert in_gaps(11)
     revoked_elsewhere(family, number=11)  # commits late
     poll_now()
     assert not revocation.allows_access(family.pk)
-    assert 11 not in revocation._state().gaps
+    assert not in_gaps(11)
 
 
 def test_a_gap_is_given_up_once_no_access_token_of_its_time_can_live(long_interval):
@@ -101,12 +105,11 @@ def test_a_gap_is_given_up_once_no_access_token_of_its_time_can_live(long_interv
     poll_now()
     log_row(3)
     poll_now()
-    known = revocation._state()
-    assert 2 in known.gaps
+    assert in_gaps(2)
     later = time.monotonic() + revocation.gap_lifetime() + 1
     with mock.patch.object(revocation.time, "monotonic", return_value=later):
         poll_now()
-    assert 2 not in known.gaps
+    assert not in_gaps(2)
 
 
 def test_at_start_up_numbers_missing_below_the_newest_row_are_gaps(long_interval, family):
@@ -114,7 +117,7 @@ def test_at_start_up_numbers_missing_below_the_newest_row_are_gaps(long_interval
     log_row(1)
     log_row(3)
     assert revocation.allows_access(family.pk)  # the first poll
-    assert 2 in revocation._state().gaps
+    assert in_gaps(2)
     revoked_elsewhere(family, number=2)
     poll_now()
     assert not revocation.allows_access(family.pk)
@@ -152,8 +155,8 @@ def test_what_a_poll_read_before_its_next_query_failed_is_kept(
     real = revocation.Q
     calls = []
 
-    def second_query_fails(**lookups):  # each batch's query starts with Q(id__gt=…)
-        if "id__gt" in lookups:
+    def second_query_fails(**lookups):  # each batch's query starts with Q(id__gte=…)
+        if "id__gte" in lookups:
             calls.append(lookups)
             if len(calls) == 2:
                 raise ConnectionError("the database went away")
