@@ -30,6 +30,8 @@ from urllib.parse import unquote, urlsplit
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import HTTP_HEADER_ENCODING, status
@@ -71,16 +73,18 @@ def authenticate_request(
     dpop_header: str | None = None,
     *,
     method: str,
-    url: str,
-    client_address: str | None = None,
+    url: str | Callable[[], str],
+    client_address: str | Callable[[], str | None] | None = None,
 ) -> Access | None:
     """Check an access token completely; the ``Access`` it grants, or None when
     ``authorization`` is absent or of another scheme (``Basic …``: not ours to refuse).
 
     ``url`` is the request's full URL as the client addressed it (scheme, host, path;
     the query is ignored), what a DPoP proof's ``htu`` must name. ``client_address``
-    only goes into the log line of a refused proof. Raises ``AccessRefused``; may
-    query the database (the user; the family when no cache knows it).
+    only goes into the log line of a refused proof. Either may be a function that
+    computes it: it is called only for a bound token or a refusal that is logged.
+    Raises ``AccessRefused``; may query the database (the user; the family when this
+    process does not know it).
     """
     parsed = _raw_token(authorization)
     if parsed is None:
@@ -90,8 +94,20 @@ def authenticate_request(
     family_id = _checked_family(token, _family_allows_access)
     jkt = _bound_key(token, dpop_scheme, method=method, url=url, client_address=client_address)
     if jkt is not None:
-        _check_proof(jkt, raw_token, dpop_header, method, url, client_address, check_replay=True)
+        _check_proof(
+            jkt,
+            raw_token,
+            dpop_header,
+            method,
+            _resolved(url),
+            _resolved(client_address),
+            check_replay=True,
+        )
     return Access(user_of(token), token, family_id)
+
+
+def _resolved(value: Any) -> Any:
+    return value() if callable(value) else value
 
 
 async def aauthenticate_request(
@@ -99,8 +115,8 @@ async def aauthenticate_request(
     dpop_header: str | None = None,
     *,
     method: str,
-    url: str,
-    client_address: str | None = None,
+    url: str | Callable[[], str],
+    client_address: str | Callable[[], str | None] | None = None,
 ) -> Access | None:
     """``authenticate_request`` for async code, with the same checks and answers.
 
@@ -124,7 +140,13 @@ async def aauthenticate_request(
     proof = None
     if jkt is not None:
         proof = _check_proof(
-            jkt, raw_token, dpop_header, method, url, client_address, check_replay=False
+            jkt,
+            raw_token,
+            dpop_header,
+            method,
+            _resolved(url),
+            _resolved(client_address),
+            check_replay=False,
         )
     user = await sync_to_async(_replay_checked_user)(
         token, proof, method=method, url=url, client_address=client_address
@@ -149,8 +171,8 @@ def _request_arguments(request: HttpRequest) -> dict[str, Any]:
         "authorization": request.META.get(simplejwt_settings.AUTH_HEADER_NAME),
         "dpop_header": request.META.get("HTTP_DPOP"),
         "method": request.method or "",
-        "url": request_url(request),
-        "client_address": client_address(request),
+        "url": lambda: request_url(request),
+        "client_address": lambda: client_address(request),
     }
 
 
@@ -241,10 +263,30 @@ def _raw_token(authorization: str | bytes | None) -> tuple[bytes, bool] | None:
             )
         return parts[1], True
     try:
-        raw = JWTAuthentication().get_raw_token(header)
+        raw = _simplejwt().get_raw_token(header)
     except drf_exceptions.AuthenticationFailed as refused:
         raise _refused(refused) from None
     return None if raw is None else (raw, False)
+
+
+_simplejwt_authentication: JWTAuthentication | None = None
+
+
+def _simplejwt() -> JWTAuthentication:
+    """One simplejwt authentication for the process (making one costs a user model
+    lookup): its methods read simplejwt's settings live; only the user model is kept,
+    and a change of AUTH_USER_MODEL (tests) makes a new one."""
+    global _simplejwt_authentication
+    if _simplejwt_authentication is None:
+        _simplejwt_authentication = JWTAuthentication()
+    return _simplejwt_authentication
+
+
+@receiver(setting_changed)
+def _forget_simplejwt_authentication(setting: str, **kwargs: Any) -> None:
+    global _simplejwt_authentication
+    if setting in ("AUTH_USER_MODEL", "SIMPLE_JWT"):
+        _simplejwt_authentication = None
 
 
 def validated_token(raw_token: bytes) -> Token:
@@ -252,7 +294,7 @@ def validated_token(raw_token: bytes) -> Token:
     ``VERIFYING_KEY_FALLBACKS`` still lists. The family is not checked here."""
     try:
         try:
-            return JWTAuthentication().get_validated_token(raw_token)
+            return _simplejwt().get_validated_token(raw_token)
         except InvalidToken:
             # Signed with an earlier key that VERIFYING_KEY_FALLBACKS still lists?
             fallback = _validated_with_fallback_key(raw_token)
@@ -289,7 +331,7 @@ def user_of(token: Token) -> AbstractBaseUser:
     ``CHECK_REVOKE_TOKEN``), where a claim that is not a value of that field (a token
     signed before the setting changed) is no such user, not a 500."""
     try:
-        return JWTAuthentication().get_user(token)
+        return _simplejwt().get_user(token)
     except drf_exceptions.AuthenticationFailed as refused:
         raise _refused(refused) from None
     except (ValidationError, ValueError, TypeError):
@@ -311,7 +353,7 @@ def _refused(error: drf_exceptions.AuthenticationFailed) -> AccessRefused:
 
 
 def _bound_key(
-    token: Token, dpop_scheme: bool, *, method: str, url: str, client_address: str | None
+    token: Token, dpop_scheme: bool, *, method: str, url: Any, client_address: Any
 ) -> str | None:
     """The key the token is bound to (``cnf.jkt``), after checking the scheme fits."""
     cnf = token.get("cnf")
@@ -324,7 +366,7 @@ def _bound_key(
             )
         return None
     if not dpop_scheme:
-        _log(method, url, client_address)("bearer")
+        _log(method, _resolved(url), _resolved(client_address))("bearer")
         raise _proof_refusal(DPoPRequired(), proof_refused=False)
     return str(jkt)
 
@@ -362,7 +404,7 @@ def _check_proof(
 
 
 def _replay_checked_user(
-    token: Token, proof: Proof | None, *, method: str, url: str, client_address: str | None
+    token: Token, proof: Proof | None, *, method: str, url: Any, client_address: Any
 ) -> AbstractBaseUser:
     """The async path's database hop: the proof's ``jti`` recorded, then the user."""
     if proof is not None:
@@ -371,7 +413,7 @@ def _replay_checked_user(
         except ReplayStoreUnavailable:
             raise _service_unavailable() from None
         if not new:
-            _log(method, url, client_address)("replay")
+            _log(method, _resolved(url), _resolved(client_address))("replay")
             raise _proof_refusal(DPoPInvalid(), proof_refused=True)
     return user_of(token)
 

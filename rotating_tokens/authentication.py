@@ -42,8 +42,9 @@ class AccessTokenAuthentication(JWTAuthentication):
                 self.get_header(request),
                 request.META.get("HTTP_DPOP"),
                 method=request.method or "",
-                url=request_url(request),
-                client_address=client_address(request),
+                # Computed only for a bound token, or a refusal's log line.
+                url=lambda: request_url(request),
+                client_address=lambda: client_address(request),
             )
         except AccessRefused as refused:
             raise self._api_exception(request, refused) from None
@@ -97,8 +98,9 @@ class AsyncAccessTokenAuthentication(AccessTokenAuthentication):
                 self.get_header(request),
                 request.META.get("HTTP_DPOP"),
                 method=request.method or "",
-                url=request_url(request),
-                client_address=client_address(request),
+                # Computed only for a bound token, or a refusal's log line.
+                url=lambda: request_url(request),
+                client_address=lambda: client_address(request),
             )
         except AccessRefused as refused:
             raise self._api_exception(request, refused) from None
