@@ -164,12 +164,14 @@ def _waits_on_postgresql_lock(admin, pid: int) -> bool:
 def _waits_on_mariadb_lock(admin, connection_id: int) -> bool:
     # Running its INSERT, which the blocker makes wait. (Not INNODB_TRX: InnoDB refreshes
     # it only when nobody read it for 0.1 s, so a poll would see it stale for ever.)
+    # The comparison is the server's: INFO holds the statement with its binary
+    # parameters inlined, which is not always valid UTF-8 to read back.
     with admin.cursor() as cursor:
         cursor.execute(
-            "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = %s", [connection_id]
+            "SELECT INFO LIKE 'INSERT INTO%%' FROM information_schema.PROCESSLIST WHERE ID = %s",
+            [connection_id],
         )
-        row = cursor.fetchone()
-        return row is not None and (row[0] or "").startswith("INSERT INTO")
+        return cursor.fetchone() == (1,)
 
 
 class _Blocker(threading.Thread):
@@ -238,14 +240,19 @@ def test_connection_dropped_inside_the_rotation_answers_503_and_changes_nothing(
     blocker.holding.wait(60)
     assert blocker.error is None
 
+    killed: list[bool | BaseException] = []
+
     def drop_connection_while_it_waits() -> None:
         admin = connections.create_connection("default")
         try:
             for _ in range(1000):
                 if waits_on_lock(admin, own_id):
                     kill(admin, own_id)
+                    killed.append(True)
                     return
                 time.sleep(0.01)  # waiting for the request to reach the INSERT
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            killed.append(exc)
         finally:
             blocker.release.set()
             admin.close()
@@ -260,6 +267,7 @@ def test_connection_dropped_inside_the_rotation_answers_503_and_changes_nothing(
         killer.join()
         blocker.join()
     assert blocker.error is None
+    assert killed == [True], "the request's connection was never seen waiting, or not ended"
     # What the end of a request does (the test client skips it): the dead connection
     # is closed, and the next query opens a new one.
     close_old_connections()
