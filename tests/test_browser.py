@@ -13,14 +13,15 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 import django.contrib.admin
 import pytest
 import time_machine
 from django.test import override_settings
-from django.utils import timezone
+from django.utils import formats, timezone
 from pytest_django.live_server_helper import LiveServer
 
 from rotating_tokens.models import TokenFamily
@@ -472,14 +473,21 @@ IPHONE_UA = (
 )
 
 
+# The widest date and time the admin writes in English: "Sept. 30, 2027, 10:59 a.m." (a
+# year ahead, so that the admin's session cookie is not already expired for Chromium).
+WIDEST_MOMENT = datetime(2027, 9, 30, 10, 59, 59, tzinfo=dt_timezone.utc)
+
+
 def test_admin_family_list_and_users_page_fit_a_1300_pixel_screen(context, live_server, user):
     from rotating_tokens import services
     from rotating_tokens.models import RevokeReason
 
-    for agent, name in ((CHROME_UA, "Work laptop"), (IPHONE_UA, "Phone"), ("curl/8.5.0", "")):
-        pair = services.start_family(user, services.Client("2001:db8:1234:5678::99", agent))
-        if name:
-            services.rename_family(pair.family, name)
+    with time_machine.travel(WIDEST_MOMENT, tick=False):
+        for agent, name in ((CHROME_UA, "Work laptop"), (IPHONE_UA, "Phone"), ("curl/8.5.0", "")):
+            pair = services.start_family(user, services.Client("2001:db8:1234:5678::99", agent))
+            if name:
+                services.rename_family(pair.family, name)
+        assert "Sept. 30" in formats.date_format(pair.family.created_at, "DATE_FORMAT")
     services.revoke_family(pair.family, RevokeReason.REUSE_DETECTED)
     page = admin_login(context, live_server)
 
