@@ -223,11 +223,12 @@ def _checked_family(token: Token, allows: Callable[[Any, Any], bool]) -> uuid.UU
         # have ended, so "this session has ended" would be untrue.
         raise AccessRefused(_("The access token is not valid."), "token_invalid")
     # The family must also be the token's user's: the pair is checked from the same
-    # cache entry, at no extra cost.
+    # cache entry, at no extra cost. A claim that is no UUID names no family of ours.
+    family = _as_uuid(family_id)
     user_id = token.get(simplejwt_settings.USER_ID_CLAIM)
-    if not allows(family_id, user_id if user_id is not None else ""):
+    if family is None or not allows(family, user_id if user_id is not None else ""):
         raise AccessRefused(_("This session has ended. Please log in again."), "token_revoked")
-    return _as_uuid(family_id)
+    return family
 
 
 def check_family(token: Token) -> uuid.UUID | None:

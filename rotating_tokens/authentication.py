@@ -6,7 +6,6 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from . import access as access_module
 from .clients import client_address, request_url
-from .conf import app_settings
 from .exceptions import AccessRefused, DPoPInvalid, DPoPRequired
 from .services import set_current_family
 
@@ -51,7 +50,7 @@ class AccessTokenAuthentication(JWTAuthentication):
         if access is None:
             return None
         # So that a password change made by this request spares its own family.
-        set_current_family(access.token.get(app_settings.FAMILY_CLAIM))
+        set_current_family(access.family_id)
         return access.user, access.token  # type: ignore[return-value]  # the stubs say TokenUser
 
     def _api_exception(self, request: Request, refused: AccessRefused) -> APIException:
@@ -106,5 +105,5 @@ class AsyncAccessTokenAuthentication(AccessTokenAuthentication):
             raise self._api_exception(request, refused) from None
         if access is None:
             return None
-        set_current_family(access.token.get(app_settings.FAMILY_CLAIM))
+        set_current_family(access.family_id)
         return access.user, access.token  # type: ignore[return-value]  # the stubs say TokenUser

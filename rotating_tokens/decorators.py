@@ -17,7 +17,6 @@ from asgiref.sync import iscoroutinefunction
 from django.http import JsonResponse
 
 from .access import Access, aauthenticate_http_request, authenticate_http_request, not_authenticated
-from .conf import app_settings
 from .exceptions import AccessRefused
 from .services import set_current_family
 
@@ -78,7 +77,7 @@ def grant(request: HttpRequest, access: Access) -> None:
     request.auser = auser  # type: ignore[assignment]
     request.auth = access.token  # type: ignore[attr-defined]
     request.access = access  # type: ignore[attr-defined]
-    set_current_family(access.token.get(app_settings.FAMILY_CLAIM))
+    set_current_family(access.family_id)
 
 
 def refusal_response(refused: AccessRefused) -> JsonResponse:

@@ -773,8 +773,11 @@ def current_family_id() -> uuid.UUID | None:
 def set_current_family(family_id: Any) -> None:
     """Record the family of the request being served (None forgets it). Code that
     authenticates requests in another way can call it to get the same behaviour."""
+    if family_id is None or isinstance(family_id, uuid.UUID):
+        _current_family.set(family_id)
+        return
     try:
-        _current_family.set(uuid.UUID(str(family_id)) if family_id is not None else None)
+        _current_family.set(uuid.UUID(str(family_id)))
     except ValueError:
         _current_family.set(None)
 
