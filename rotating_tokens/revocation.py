@@ -651,6 +651,28 @@ _poll = getattr(select, "poll", None)  # not on Windows: there every check reads
 _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP if _poll else 0
 
 
+class _Trouble:
+    """The log of one way of reaching Redis: a warning with its traceback when it starts
+    failing, a debug line for each later failure (a retry a second would otherwise write
+    3,600 tracebacks an hour per process), and an info line once it works again."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failing = False
+
+    def failed(self, message: str, *args: Any) -> None:
+        if self.failing:
+            logger.debug("Still failing: " + message, *args, exc_info=True)
+        else:
+            logger.warning(message, *args, exc_info=True)
+        self.failing = True
+
+    def worked(self) -> None:
+        if self.failing:
+            logger.info("%s works again.", self.what)
+            self.failing = False
+
+
 class _Push:
     """This process's subscription to the revocation channel, and its publishing.
 
@@ -663,16 +685,17 @@ class _Push:
         self.retry_at = 0.0
         self.socket: Any = None
         self.poller: Any = None
+        self.subscribing = _Trouble("The subscription to revocations")
+        self.publishing = _Trouble("Pushing revocations")
 
     def _path(self) -> PushPath:
         if self.path is None:
             try:
                 self.path = push_path()
             except Exception as exc:  # a Redis Cluster is asked for its nodes at once
-                logger.warning(
+                self.subscribing.failed(
                     "Cannot reach the Redis that pushes revocations; the poll alone keeps "
-                    "them current until it can.",
-                    exc_info=True,
+                    "them current until it can."
                 )
                 self.retry_at = time.monotonic() + RETRY_INTERVAL
                 return PushPath(None, False, CHANNEL, f"cannot connect: {exc}")
@@ -695,15 +718,15 @@ class _Push:
             else:
                 pubsub.subscribe(path.channel)
         except Exception:
-            logger.warning(
+            self.subscribing.failed(
                 "Cannot subscribe to revocations (%s); the poll alone keeps them current.",
                 path.description,
-                exc_info=True,
             )
             _close_quietly(pubsub)
             self.retry_at = time.monotonic() + RETRY_INTERVAL
             return
         self.pubsub = pubsub
+        self.subscribing.worked()
 
     def receive(self, known: _Known, *, blocking: bool = True) -> bool:
         """Apply what has arrived on the subscription, without waiting for Redis.
@@ -729,10 +752,9 @@ class _Push:
                     if message.get("type") in ("message", "smessage"):
                         families.update(_parse(message.get("data")))
             except Exception:
-                logger.warning(
+                self.subscribing.failed(
                     "Lost the subscription to revocations; the poll alone keeps them "
-                    "current until it is back.",
-                    exc_info=True,
+                    "current until it is back."
                 )
                 self._drop()
                 self.retry_at = time.monotonic() + RETRY_INTERVAL
@@ -776,12 +798,13 @@ class _Push:
                 else:
                     path.client.publish(path.channel, message)
         except Exception:
-            logger.warning(
+            self.publishing.failed(
                 "Could not push a revocation (%s); other processes apply it within "
                 "REVOCATION_POLL_INTERVAL.",
                 path.description,
-                exc_info=True,
             )
+            return
+        self.publishing.worked()
 
     def _drop(self) -> None:
         _close_quietly(self.pubsub)

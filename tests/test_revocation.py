@@ -483,6 +483,60 @@ def test_a_push_that_fails_is_logged_and_the_revocation_stands(
     assert not revocation.allows_access(family.pk)
 
 
+def test_an_outage_logs_one_traceback_and_says_when_it_is_over(
+    settings, user, client_info, caplog, django_capture_on_commit_callbacks
+):
+    settings.ROTATING_TOKENS = {
+        **settings.ROTATING_TOKENS,
+        **LONG,
+        "REVOCATION_PUSH": {"URL": "redis://127.0.0.1:1/0"},  # nothing listens there
+    }
+    caplog.set_level("DEBUG", logger="rotating_tokens")
+    for _ in range(3):
+        family = services.start_family(user, client_info).family
+        with django_capture_on_commit_callbacks(execute=True):
+            services.revoke_family(family, RevokeReason.LOGOUT)
+    pushes = [r for r in caplog.records if "push a revocation" in r.getMessage()]
+    assert [(r.levelname, r.exc_info is not None) for r in pushes] == [
+        ("WARNING", True),
+        ("DEBUG", True),
+        ("DEBUG", True),
+    ]
+    caplog.clear()
+    push = revocation._state().push
+    with mock.patch.object(push.path.client, "publish", return_value=0):
+        push.publish([family.pk])
+        push.publish([family.pk])
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "Pushing revocations works again.")
+    ]
+    # And the next outage is news again.
+    caplog.clear()
+    push.publish([family.pk])
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+
+
+def test_a_subscription_that_keeps_failing_logs_one_traceback(redis_push, family, caplog):
+    caplog.set_level("DEBUG", logger="rotating_tokens")
+    push = redis_push.push
+    client = push.path.client
+    push._drop()
+    with mock.patch.object(client, "pubsub", side_effect=ConnectionError("refused")):
+        for _ in range(3):
+            push.retry_at = 0.0
+            push.ensure_subscribed()
+    assert push.pubsub is None
+    levels = [r.levelname for r in caplog.records if "subscribe" in r.getMessage()]
+    assert levels == ["WARNING", "DEBUG", "DEBUG"]
+    caplog.clear()
+    push.retry_at = 0.0
+    push.ensure_subscribed()
+    assert push.pubsub is not None
+    assert [r.getMessage() for r in caplog.records] == [
+        "The subscription to revocations works again."
+    ]
+
+
 # The log's purge --------------------------------------------------------------------------
 
 
