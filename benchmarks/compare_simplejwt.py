@@ -45,6 +45,7 @@ import argparse
 import http.client
 import importlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -310,6 +311,28 @@ class Phase:
     refreshes: int = 0
     errors: int = 0
     seconds: float = 0.0
+    #: CPU seconds the server (gunicorn's master and workers) used during the phase.
+    server_cpu: float = math.nan
+
+
+def server_cpu(process: subprocess.Popen[bytes]) -> float:
+    """CPU seconds (user and system) a gunicorn master and its workers have used so far,
+    from Linux's /proc; NaN elsewhere. Unlike requests per second, it does not move
+    when another tenant of a shared machine takes the CPU away for a while."""
+    try:
+        with open(f"/proc/{process.pid}/task/{process.pid}/children") as children:
+            pids = [process.pid, *(int(pid) for pid in children.read().split())]
+    except OSError:
+        return math.nan
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a worker that ended
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def run_phase(
@@ -739,6 +762,7 @@ def main() -> None:
                 flush=True,
             )
         servers = [start_server(peer, args) for peer in PEERS]
+        server_of = {peer.name: server for peer, server in zip(PEERS, servers, strict=True)}
         races = {peer.name: concurrent_refreshes_of_one_token(peer) for peer in PEERS}
 
         chains = {peer.name: [login(peer) for _ in range(max(args.concurrency))] for peer in PEERS}
@@ -759,7 +783,9 @@ def main() -> None:
                     order = PEERS if round_ % 2 == 0 else PEERS[::-1]
                     for peer in order:
                         tokens = chains[peer.name][:concurrency]
+                        cpu_before = server_cpu(server_of[peer.name])
                         phase = run_phase(peer, tokens, args.duration, kind, access[peer.name])
+                        phase.server_cpu = server_cpu(server_of[peer.name]) - cpu_before
                         chains[peer.name][:concurrency] = tokens
                         results.setdefault((kind, peer.name, concurrency), []).append(phase)
                         print(
@@ -803,6 +829,37 @@ def main() -> None:
                     f"{1000 * percentile(latencies, 0.99):>8.1f} "
                     f"{sum(p.errors for p in phases):>7} {ratio:>12}"
                 )
+    print(
+        "\nServer CPU per request (gunicorn's master and workers, user and system, from "
+        "/proc), and the rounds paired (each of ours with the simplejwt round beside it):"
+    )
+    print(
+        f"{'kind':8} {'clients':>7} {'ours µs':>9} {'theirs µs':>10} {'theirs/ours':>12} "
+        f"{'paired rate ratio, median (range)':>36}"
+    )
+    for kind in args.kinds:
+        for concurrency in args.concurrency:
+            ours_phases = results[(kind, OURS.name, concurrency)]
+            theirs_phases = results[(kind, THEIRS.name, concurrency)]
+            cpu = [
+                1e6 * sum(p.server_cpu for p in phases) / max(1, sum(p.refreshes for p in phases))
+                for phases in (ours_phases, theirs_phases)
+            ]
+            paired = [
+                (a.refreshes / a.seconds) / (b.refreshes / b.seconds)
+                for a, b in zip(ours_phases, theirs_phases, strict=True)
+                if b.refreshes
+            ]
+            spread = (
+                f"{statistics.median(paired):.2f} ({min(paired):.2f}-{max(paired):.2f})"
+                if paired
+                else "n/a"
+            )
+            print(
+                f"{kind:8} {concurrency:>7} {cpu[0]:>9.0f} {cpu[1]:>10.0f} "
+                f"{cpu[1] / cpu[0] if cpu[0] else math.nan:>11.2f}x {spread:>36}"
+            )
+
     if {"refresh", "read"} <= set(args.kinds):
         print("\nHow close a refresh is to the limit (this app, same run):")
         for concurrency in args.concurrency:
