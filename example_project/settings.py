@@ -136,8 +136,9 @@ if (
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several gunicorn workers share the file: WAL lets readers run beside the writer,
     # IMMEDIATE takes the write lock at BEGIN (no deadlock on lock upgrade), and the
-    # timeout makes writers queue instead of failing with "database is locked".
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # timeout makes writers queue instead of failing with "database is locked". The
+    # connection is kept as on the servers (DJANGO_CONN_MAX_AGE): a new one reads and
+    # parses the whole schema again at its first query, on every request.
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,

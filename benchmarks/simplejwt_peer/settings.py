@@ -37,8 +37,8 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # As example_project/settings.py configures SQLite, so both peers share the file the
-    # same way: WAL, the write lock taken at BEGIN, writers queueing for 30 s.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # same way: WAL, the write lock taken at BEGIN, writers queueing for 30 s, the
+    # connection kept between requests.
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
