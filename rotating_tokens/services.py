@@ -12,18 +12,19 @@ import ipaddress
 import logging
 import math
 import os
+import time
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from rest_framework_simplejwt.settings import api_settings as simplejwt_settings
@@ -68,6 +69,8 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
 logger = logging.getLogger("rotating_tokens")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -1010,8 +1013,9 @@ def purge(
     Rows go in batches of ``batch_size``, each selected through an index and deleted
     in its own short transaction, so memory and lock times stay flat whatever the size
     of the table. A batch deletes only the rows still there, so two purges running at
-    once share the work instead of failing. ``progress`` is called after each batch
-    with the running totals.
+    once share the work instead of failing, and a batch the database rolled back to
+    break a deadlock is tried again (``_retried``). ``progress`` is called after each
+    batch with the running totals.
     """
     now = now or timezone.now()
     cutoff = now - (app_settings.PURGE_RETENTION if older_than is None else older_than)
@@ -1044,39 +1048,82 @@ def purge(
         # deleted first.
         found = True
         while found:
-            found, families, tokens = _purge_families_batch(family_ids.using(db), batch_size, db)
+            found, families, tokens = _retried(
+                _purge_families_batch, family_ids.using(db), batch_size, db
+            )
             result.families += families
             result.family_tokens += tokens
             if found and progress:
                 progress(result)
     found = True
     while found:
-        found, tokens = _purge_tokens_batch(_spent_tokens(now).using(db), batch_size, db)
+        found, tokens = _retried(_purge_tokens_batch, _spent_tokens(now).using(db), batch_size, db)
         result.used_tokens += tokens
         if found and progress:
             progress(result)
     for rows in _simplejwt_records(now):
         found = True
         while found:
-            found, deleted = _purge_rows_batch(rows.using(db), batch_size, db)
+            found, deleted = _retried(_purge_rows_batch, rows.using(db), batch_size, db)
             result.simplejwt_records += deleted
             if found and progress:
                 progress(result)
     # DPoP proofs too old to be accepted again (the database replay store).
-    stale_proofs = UsedDPoPProof.objects.using(db).filter(expires_at__lt=now)
+    stale_proofs = UsedDPoPProof.objects.using(db).filter(expires_at__lt=now).order_by("pk")
     found = True
     while found:
-        with transaction.atomic(using=db):
-            keys_ = list(stale_proofs.values_list("pk", flat=True)[:batch_size])
-            found = bool(keys_)
-            if found:
-                UsedDPoPProof.objects.using(db).filter(pk__in=keys_)._raw_delete(db)
+        found, _ = _retried(_purge_rows_batch, stale_proofs, batch_size, db)
     old_revocations = _old_revocations(now, db)
     found = True
     while found:
-        found, deleted = _purge_rows_batch(old_revocations, batch_size, db)
+        found, deleted = _retried(_purge_rows_batch, old_revocations, batch_size, db)
         result.revocations += deleted
     return result
+
+
+# How often a batch the database chose as a deadlock's victim is tried again.
+PURGE_ATTEMPTS = 8
+
+
+def _retried(batch: Callable[..., T], *args: Any) -> T:
+    """``batch(*args)``, tried again when the database broke a deadlock by rolling it
+    back.
+
+    Two purges at once (a cron on two servers) lock the same rows, and a purge and
+    the site's own writes lock rows of neighbouring index entries; InnoDB in
+    particular then picks one transaction and rolls it back ("Deadlock found when
+    trying to get lock; try restarting transaction"), even in READ COMMITTED. A batch
+    selects its rows again in its own transaction, so trying it again is safe and
+    finds what the winner left. Not inside a transaction of the caller's: the
+    database rolled back all of it, and only the caller can start it again.
+    """
+    db = args[-1]
+    for attempt in range(1, PURGE_ATTEMPTS + 1):
+        try:
+            return batch(*args)
+        except OperationalError as exc:
+            if (
+                attempt == PURGE_ATTEMPTS
+                or connections[db].in_atomic_block
+                or not _lost_to_a_deadlock(exc)
+            ):
+                raise
+            logger.info("Purge: a batch lost a deadlock; trying it again (%d).", attempt)
+            time.sleep(0.01 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _lost_to_a_deadlock(error: OperationalError) -> bool:
+    """Whether ``error`` is the database rolling a transaction back to break a
+    deadlock (or, on PostgreSQL, a serialization failure): an error that says to try
+    again, not that anything is wrong."""
+    cause = error.__cause__
+    if getattr(cause, "sqlstate", None) in ("40P01", "40001"):  # psycopg
+        return True
+    if getattr(cause, "pgcode", None) in ("40P01", "40001"):  # psycopg2
+        return True
+    args: tuple[Any, ...] = getattr(cause, "args", ())
+    return args[:1] == (1213,)  # MySQL and MariaDB: ER_LOCK_DEADLOCK
 
 
 def _old_revocations(now: datetime, db: str) -> QuerySet[Revocation]:

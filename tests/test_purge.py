@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from io import StringIO
@@ -8,7 +9,7 @@ from io import StringIO
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import RefreshToken as SimpleJWTRefreshToken
@@ -255,6 +256,202 @@ def test_two_purges_at_once_delete_every_row_once():
     assert sum(r.families for r in results) == 40
     assert sum(r.family_tokens for r in results) == 80
     assert TokenFamily.objects.count() == RefreshToken.objects.count() == 0
+
+
+def lock_statement() -> str:
+    table = connection.ops.quote_name(RefreshToken._meta.db_table)
+    return f"SELECT id FROM {table} WHERE id = %s FOR UPDATE"  # noqa: S608
+
+
+def a_real_deadlock() -> Exception:
+    """The error the app gets when the database breaks a deadlock: two connections of
+    their own each lock a row, then each asks for the other's."""
+    first, second = RefreshTokenFactory().pk, RefreshTokenFactory().pk
+    errors: list[Exception] = []
+    locked, go = threading.Event(), threading.Event()
+
+    def lock_one_then_the_other(own: int, other: int, *, in_thread: bool) -> None:
+        conn = connections.create_connection("default")
+        try:
+            conn.set_autocommit(False)
+            conn.cursor().execute(lock_statement(), [own])
+            if in_thread:
+                locked.set()
+                go.wait(10)
+            else:
+                locked.wait(10)
+                go.set()
+                time.sleep(0.3)  # the thread now waits for this row's lock
+            conn.cursor().execute(lock_statement(), [other])
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            conn.rollback()  # the loser's locks go, and the winner goes on
+            conn.close()
+
+    thread = threading.Thread(
+        target=lock_one_then_the_other, args=(first, second), kwargs={"in_thread": True}
+    )
+    thread.start()
+    lock_one_then_the_other(second, first, in_thread=False)
+    thread.join()
+    forget_tokens(first, second)
+    (error,) = errors
+    return error
+
+
+def forget_tokens(*ids: int) -> None:
+    """Delete the factory's tokens and their families, which the test does not count."""
+    families = list(RefreshToken.objects.filter(pk__in=ids).values_list("family_id", flat=True))
+    RefreshToken.objects.filter(pk__in=ids).delete()
+    TokenFamily.objects.filter(pk__in=families).delete()
+
+
+def a_real_lock_timeout() -> Exception:
+    short_wait = {
+        "postgresql": "SET lock_timeout = '200ms'",
+        "mysql": "SET SESSION innodb_lock_wait_timeout = 1",
+    }[connection.vendor]
+    row = RefreshTokenFactory().pk
+    holder, waiter = (connections.create_connection("default") for _ in range(2))
+    try:
+        holder.set_autocommit(False)
+        holder.cursor().execute(lock_statement(), [row])
+        waiter.set_autocommit(False)
+        waiter.cursor().execute(short_wait)
+        try:
+            waiter.cursor().execute(lock_statement(), [row])
+        except Exception as exc:
+            return exc
+        raise AssertionError("the lock was not waited for")
+    finally:
+        for conn in (holder, waiter):
+            conn.rollback()
+            conn.close()
+        forget_tokens(row)
+
+
+def needs_a_server() -> None:
+    if connection.vendor == "sqlite":
+        pytest.skip("needs a database server")
+
+
+def failing_first(calls: list[str], error: Exception, times: int = 1):
+    """The real _purge_families_batch, raising ``error`` in its first ``times`` calls."""
+    real = services._purge_families_batch
+
+    def batch(*args):
+        calls.append("call")
+        if len(calls) <= times:
+            raise error
+        return real(*args)
+
+    return batch
+
+
+@pytest.mark.server_db
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlock_and_a_lock_timeout_are_told_apart():
+    needs_a_server()
+
+    deadlock, timeout = a_real_deadlock(), a_real_lock_timeout()
+
+    assert isinstance(deadlock, OperationalError) and isinstance(timeout, OperationalError)
+    assert services._lost_to_a_deadlock(deadlock)
+    assert not services._lost_to_a_deadlock(timeout)
+
+
+class DriverError(Exception):
+    def __init__(self, *args, **codes):
+        super().__init__(*args)
+        self.__dict__.update(codes)
+
+
+@pytest.mark.parametrize(
+    ("cause", "deadlock"),
+    [
+        # psycopg2 names the SQLSTATE pgcode (psycopg's sqlstate is tested above).
+        (DriverError("deadlock detected", pgcode="40P01"), True),
+        (DriverError("could not serialize access", pgcode="40001"), True),
+        (DriverError("lock timeout", pgcode="55P03"), False),
+        (DriverError(sqlstate="40001"), True),
+        (DriverError(1213, "Deadlock found"), True),
+        (DriverError(1205, "Lock wait timeout exceeded"), False),
+        (None, False),
+    ],
+)
+def test_what_counts_as_a_deadlock_on_each_driver(cause, deadlock):
+    error = OperationalError("from the driver")
+    error.__cause__ = cause
+
+    assert services._lost_to_a_deadlock(error) is deadlock
+
+
+@pytest.mark.server_db
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_that_loses_a_deadlock_is_tried_again(monkeypatch, caplog):
+    needs_a_server()
+    deadlock = a_real_deadlock()
+    make_purgeable(4)
+    calls: list[str] = []
+    monkeypatch.setattr(services, "_purge_families_batch", failing_first(calls, deadlock, 2))
+
+    with caplog.at_level("INFO", logger="rotating_tokens"):
+        result = purge(T0 + 30 * DAY, batch_size=10)
+
+    assert (result.families, result.family_tokens) == (4, 12)
+    assert TokenFamily.objects.count() == 0
+    assert "a batch lost a deadlock; trying it again (2)" in caplog.text
+
+
+@pytest.mark.server_db
+@pytest.mark.django_db(transaction=True)
+def test_a_purge_that_keeps_losing_deadlocks_gives_up(monkeypatch):
+    needs_a_server()
+    deadlock = a_real_deadlock()
+    make_purgeable(1)
+    calls: list[str] = []
+    monkeypatch.setattr(
+        services, "_purge_families_batch", failing_first(calls, deadlock, times=1000)
+    )
+
+    with pytest.raises(OperationalError):
+        purge(T0 + 30 * DAY)
+
+    assert len(calls) == services.PURGE_ATTEMPTS
+    assert TokenFamily.objects.count() == 1
+
+
+@pytest.mark.server_db
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_timeout_is_not_tried_again(monkeypatch):
+    needs_a_server()
+    timeout = a_real_lock_timeout()
+    make_purgeable(1)
+    calls: list[str] = []
+    monkeypatch.setattr(services, "_purge_families_batch", failing_first(calls, timeout))
+
+    with pytest.raises(OperationalError):
+        purge(T0 + 30 * DAY)
+
+    assert calls == ["call"]
+
+
+@pytest.mark.server_db
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlock_inside_the_callers_transaction_is_the_callers(monkeypatch):
+    """The database rolled back the caller's whole transaction: a batch tried again
+    in it would run in a transaction that is no longer there."""
+    needs_a_server()
+    deadlock = a_real_deadlock()
+    make_purgeable(1)
+    calls: list[str] = []
+    monkeypatch.setattr(services, "_purge_families_batch", failing_first(calls, deadlock))
+
+    with pytest.raises(OperationalError), transaction.atomic():
+        purge(T0 + 30 * DAY)
+
+    assert calls == ["call"]
 
 
 # The command -----------------------------------------------------------------------
