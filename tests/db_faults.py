@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
-from django.db import connection
+from django.db import OperationalError, connection
 
 from rotating_tokens import crypto
 from rotating_tokens.conf import app_settings
@@ -24,7 +24,7 @@ def failing_successor_insert(failure: Exception) -> Iterator[None]:
     """Raise ``failure`` instead of running the statement that inserts a refresh token:
     the successor's INSERT, after the claiming UPDATE, in the ORM's transaction; the
     whole claim-and-insert statement on PostgreSQL."""
-    insert = f"INSERT INTO {connection.ops.quote_name(RefreshToken._meta.db_table)} "
+    insert = successor_insert()
 
     def fail_on_insert(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         if insert in sql:
@@ -33,6 +33,36 @@ def failing_successor_insert(failure: Exception) -> Iterator[None]:
 
     with connection.execute_wrapper(fail_on_insert):
         yield
+
+
+def a_deadlock() -> OperationalError:
+    """What Django raises when MySQL or MariaDB breaks a deadlock by rolling back this
+    connection's transaction: the driver's error 1213 as its cause."""
+    error = OperationalError("Deadlock found when trying to get lock; try restarting transaction")
+    error.__cause__ = Exception(1213, "Deadlock found when trying to get lock")
+    return error
+
+
+@contextlib.contextmanager
+def failing_statements(marker: str, failure: Exception, times: int) -> Iterator[list[str]]:
+    """Raise ``failure`` instead of running the first ``times`` statements that
+    contain ``marker`` (the rest run); yields the statements it refused."""
+    refused: list[str] = []
+
+    def fail_first(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if marker in sql and len(refused) < times:
+            refused.append(sql)
+            raise failure
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(fail_first):
+        yield refused
+
+
+def successor_insert() -> str:
+    """What the statement that inserts a refresh token contains: the successor's
+    INSERT in the ORM's transaction, the claim-and-insert statement on PostgreSQL."""
+    return f"INSERT INTO {connection.ops.quote_name(RefreshToken._meta.db_table)} "
 
 
 @contextlib.contextmanager

@@ -26,11 +26,17 @@ from django.db import (
 from django.test import override_settings
 from django.utils import timezone
 
-from rotating_tokens import crypto
-from rotating_tokens.models import RefreshToken, RevokeReason, TokenFamily
+from rotating_tokens import crypto, services
+from rotating_tokens.models import RefreshToken, Revocation, RevokeReason, TokenFamily
 from rotating_tokens.throttling import OptionalScopedRateThrottle
 
-from .db_faults import failing_successor_insert, next_lookup_key
+from .db_faults import (
+    a_deadlock,
+    failing_statements,
+    failing_successor_insert,
+    next_lookup_key,
+    successor_insert,
+)
 from .factories import RefreshTokenFactory
 
 REFRESH = "/api/auth/token/refresh/"
@@ -130,6 +136,115 @@ def test_database_error_inside_the_login_answers_503_and_leaves_no_family(
     _assert_service_unavailable(response)
     assert not TokenFamily.objects.exists()
     assert not RefreshToken.objects.exists()
+
+
+# The database breaks a deadlock by rolling a write back ---------------------------------
+#
+# A refresh racing a logout-all, or two logouts of one user, can lock rows in opposite
+# orders; InnoDB then rolls one back (error 1213), PostgreSQL too (40P01). Nothing of
+# it was written, so the write is made again instead of answering 503. The deadlock is
+# raised in place of the statement (tests/test_purge.py has a real one between two
+# connections, and what counts as one on each driver).
+
+
+def _family_update() -> str:
+    return f"UPDATE {connection.ops.quote_name(TokenFamily._meta.db_table)} "
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rotation_the_database_rolls_back_to_break_a_deadlock_is_made_again(
+    api_client, user, password, claim, caplog
+):
+    raw = _login(api_client, user, password)["refresh"]
+
+    with (
+        caplog.at_level("INFO", logger="rotating_tokens"),
+        failing_statements(successor_insert(), a_deadlock(), times=2) as refused,
+    ):
+        response = _refresh(api_client, raw)
+
+    assert response.status_code == 200, response.content
+    assert len(refused) == 2
+    assert "A refresh lost a deadlock; trying it again (2)" in caplog.text
+    token = _token_of(raw)
+    assert token.used_at is not None
+    # One successor, the one the answer holds: the chain did not fork.
+    (successor,) = RefreshToken.objects.filter(family=token.family).exclude(pk=token.pk)
+    assert successor == _token_of(response.json()["refresh"])
+    _assert_works_exactly_once(api_client, response.json()["refresh"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rotation_that_keeps_losing_deadlocks_answers_503_and_changes_nothing(
+    api_client, user, password, claim
+):
+    raw = _login(api_client, user, password)["refresh"]
+
+    with failing_statements(successor_insert(), a_deadlock(), times=1000) as refused:
+        response = _refresh(api_client, raw)
+
+    _assert_service_unavailable(response)
+    assert len(refused) == services.DEADLOCK_ATTEMPTS
+    token = _token_of(raw)
+    assert token.used_at is None
+    assert RefreshToken.objects.filter(family=token.family).count() == 1
+    _assert_works_exactly_once(api_client, raw)
+
+
+@pytest.mark.django_db
+def test_a_deadlock_inside_the_callers_transaction_is_not_retried(
+    api_client, user, password, claim
+):
+    # The database rolled back the caller's whole transaction: only the caller can
+    # start it again (a view of a project's own in ATOMIC_REQUESTS, say).
+    raw = _login(api_client, user, password)["refresh"]
+    assert connection.in_atomic_block
+
+    with failing_statements(successor_insert(), a_deadlock(), times=1) as refused:
+        response = _refresh(api_client, raw)
+
+    _assert_service_unavailable(response)
+    assert len(refused) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_logout_the_database_rolls_back_to_break_a_deadlock_is_made_again(
+    api_client, user, password
+):
+    tokens = _login(api_client, user, password)
+
+    with failing_statements(_family_update(), a_deadlock(), times=1) as refused:
+        response = api_client.post(
+            "/api/auth/logout/", {"refresh": tokens["refresh"]}, format="json"
+        )
+
+    assert response.status_code == 204, response.content
+    assert len(refused) == 1
+    family = _token_of(tokens["refresh"]).family
+    assert family.revoke_reason == RevokeReason.LOGOUT
+    assert list(Revocation.objects.values_list("family_id", flat=True)) == [family.pk]
+    assert _me(api_client, tokens["access"]).status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_logout_all_the_database_rolls_back_to_break_a_deadlock_is_made_again(
+    api_client, user, password
+):
+    first, second = _login(api_client, user, password), _login(api_client, user, password)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {first['access']}")
+
+    with failing_statements(_family_update(), a_deadlock(), times=1) as refused:
+        response = api_client.post("/api/auth/logout/all/")
+    api_client.credentials()
+
+    assert response.status_code in (200, 204), response.content
+    assert len(refused) == 1
+    families = {_token_of(tokens["refresh"]).family for tokens in (first, second)}
+    assert {family.revoke_reason for family in families} == {RevokeReason.LOGOUT_ALL}
+    assert set(Revocation.objects.values_list("family_id", flat=True)) == {
+        family.pk for family in families
+    }
+    assert _me(api_client, second["access"]).status_code == 401
 
 
 def _terminate_postgresql_backend(admin, pid: int) -> None:

@@ -418,7 +418,7 @@ def test_a_purge_that_keeps_losing_deadlocks_gives_up(monkeypatch):
     with pytest.raises(OperationalError):
         purge(T0 + 30 * DAY)
 
-    assert len(calls) == services.PURGE_ATTEMPTS
+    assert len(calls) == services.DEADLOCK_ATTEMPTS
     assert TokenFamily.objects.count() == 1
 
 
