@@ -8,6 +8,7 @@ these reach both, so no test depends on which one ran.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -24,14 +25,7 @@ def failing_successor_insert(failure: Exception) -> Iterator[None]:
     """Raise ``failure`` instead of running the statement that inserts a refresh token:
     the successor's INSERT, after the claiming UPDATE, in the ORM's transaction; the
     whole claim-and-insert statement on PostgreSQL."""
-    insert = successor_insert()
-
-    def fail_on_insert(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if insert in sql:
-            raise failure
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(fail_on_insert):
+    with failing_statements(successor_insert(), failure, times=sys.maxsize):
         yield
 
 
