@@ -5,9 +5,12 @@ environment:
 - ``DJANGO_DEBUG`` (default 1): 0 turns debug off (and the refresh cookie's Secure flag on).
 - ``DJANGO_SECRET_KEY``: required when debug is off.
 - ``DATABASE_URL`` (default SQLite in the project folder): ``postgres://…`` or ``mysql://…``.
-- ``REDIS_URL``: a shared cache; without it a file cache shared by the processes of
-  this machine is used (the access-token family check needs a cache all workers see;
-  it is correct on the file cache too, whose add() is not atomic: see the docs).
+- ``REDIS_URL``: a shared cache, which also pushes revocations to every worker; without
+  it a file cache shared by the processes of this machine holds the throttles' counters.
+- ``REVOCATION_BELL`` (default a file in the temporary folder): the file the workers of
+  this machine ring and watch, so that a revocation is in force on all of them at once
+  without Redis; an empty value turns it off. ``REVOCATION_POLL_SECONDS`` (default 1):
+  the poll interval, the bound across machines when Redis does not push.
 - ``REDIS_SOCKET_TIMEOUT`` (default 1): seconds the Redis client waits for a
   connection or an answer before it gives up.
 - ``DEMO_CACHE=database``: Django's database cache instead (its table is made by
@@ -242,6 +245,12 @@ ROTATING_TOKENS = {
     # How old each worker's list of revoked families may be when it answers (the bound
     # when no Redis pushes a revocation sooner; 0: the database on every request).
     "REVOCATION_POLL_INTERVAL": float(os.environ.get("REVOCATION_POLL_SECONDS", "1")),
+    # The workers of this machine hear of a revocation at once, with Redis or without
+    # (REVOCATION_BELL="": off, the push and the poll alone).
+    "REVOCATION_BELL": os.environ.get(
+        "REVOCATION_BELL", str(Path(tempfile.gettempdir()) / "rotating-tokens-demo.bell")
+    )
+    or None,
 }
 
 EMAIL_BACKEND = os.environ.get(

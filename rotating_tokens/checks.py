@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -641,6 +642,18 @@ def check_revocation_settings(app_configs: Any = None, **kwargs: Any) -> list[Ch
                 id="rotating_tokens.E081",
             )
         )
+    bell = app_settings.REVOCATION_BELL
+    if bell is not None and (
+        not isinstance(bell, (str, os.PathLike)) or not os.path.isdir(os.path.dirname(bell) or ".")
+    ):
+        errors.append(
+            Error(
+                f"REVOCATION_BELL must be the path of a file in a folder that exists: {bell!r}.",
+                hint="A file that every process of the machine can write, such as one in "
+                "the folder of a file cache; or None.",
+                id="rotating_tokens.E083",
+            )
+        )
     replay = app_settings.DPOP_REPLAY_CACHE
     if replay is not None and (not isinstance(replay, str) or replay not in settings.CACHES):
         errors.append(
@@ -690,10 +703,16 @@ def check_revocation_reach(app_configs: Any = None, **kwargs: Any) -> list[Check
         ]
     messages: list[CheckMessage] = []
     if push is not None and not status["push"]:
+        reach = (
+            "The processes of this machine hear the bell (REVOCATION_BELL); other "
+            "machines learn of them"
+            if status["bell"]
+            else "Each process learns of them"
+        )
         messages.append(
             Warning(
-                f"Revocations are not pushed: {status['path']}. Each process learns of "
-                f"them by the poll alone, within {interval.total_seconds():g} s.",
+                f"Revocations are not pushed: {status['path']}. {reach} by the poll "
+                f"alone, within {interval.total_seconds():g} s.",
                 hint="Name a Redis cache (Django's RedisCache or django-redis) in "
                 "REVOCATION_PUSH, or set it to None to say the poll is enough.",
                 id="rotating_tokens.W080",

@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     # alias whose Redis pushes them at once (or {"URL": …, "CLUSTER": bool}; None: none).
     "REVOCATION_POLL_INTERVAL": timedelta(seconds=1),
     "REVOCATION_PUSH": "default",
+    "REVOCATION_BELL": None,
     # Where used DPoP proofs are recorded when it is a Redis that never evicts (else the
     # database: services.replay_cache).
     "DPOP_REPLAY_CACHE": "default",
@@ -269,6 +270,14 @@ class Settings:
         (Django's RedisCache or django-redis), a Redis of its own
         (``{"URL": "redis://…", "CLUSTER": False, "OPTIONS": {…}}``), or None."""
         return self._get("REVOCATION_PUSH")
+
+    @property
+    def REVOCATION_BELL(self) -> str | None:
+        """A file the processes of one machine share (its folder must exist): the
+        process that revokes a family touches it, and the others, which look at it on
+        every check, poll at once. Revocations then reach every process of the machine
+        at once without Redis; None: only the push and the poll."""
+        return self._get("REVOCATION_BELL")
 
     @property
     def DPOP_REPLAY_CACHE(self) -> str | None:

@@ -16,6 +16,10 @@ process answers the access check from memory:
   it in force everywhere. A push can only add to the deny-list, never take from it:
   whatever Redis does (fails, restarts, restores a snapshot, fails over, loses a
   message), the poll still bounds the delay.
+- Without Redis, processes on one machine can share a bell (``REVOCATION_BELL``, a
+  file): the process that revokes rings it once the revocation commits, and every
+  check looks at it (one ``stat``), so a process that hears it polls before it
+  answers. Like a push, it can only make a process poll sooner.
 - The process that revokes applies its own revocation once it commits, before it
   answers.
 
@@ -124,6 +128,10 @@ class _Known:
         # A gap given up before its time may still commit: until then, no facts are kept.
         self.distrust_until = -math.inf
         self.synced_at = -math.inf  # monotonic time the last complete poll started
+        # Monotonic time this process last heard the bell: a poll that started before
+        # it may have missed what was rung, so it does not count.
+        self.rang_at = -math.inf
+        self.bell = _Bell()
         self.owner_field = ""  # services._owner_lookup() at the last poll
         self.push = _Push()
 
@@ -382,6 +390,7 @@ def allows_access_in_memory(
     if interval <= 0:
         return None
     known = _state()
+    known.bell.listen(known)
     if not _fresh(known, interval) or not known.push.receive(known, blocking=False):
         return None
     entry = known.entries.get(family)
@@ -415,6 +424,7 @@ def refresh() -> None:
 
 def _refreshed(interval: float) -> _Known:
     known = _state()
+    known.bell.listen(known)
     known.push.receive(known)
     if _fresh(known, interval):
         return known
@@ -454,7 +464,9 @@ def _reads_the_latest(db: str) -> bool:
 
 
 def _fresh(known: _Known, interval: float) -> bool:
-    return time.monotonic() - known.synced_at < interval
+    # Strictly after the bell: a poll that started in the same tick of the clock may
+    # have started before it.
+    return known.synced_at > known.rang_at and time.monotonic() - known.synced_at < interval
 
 
 def _read_facts(family: uuid.UUID) -> Facts | None:
@@ -530,6 +542,7 @@ def announce(family_ids: Collection[uuid.UUID]) -> None:
     for its own push), then pushed to the others."""
     known = _state()
     newly = known.deny(family_ids)
+    known.bell.ring()
     known.push.publish(family_ids)
     _tell_listeners(newly)
 
@@ -835,6 +848,61 @@ def _close_quietly(pubsub: Any) -> None:
         logger.debug("Closing the revocation subscription failed.", exc_info=True)
 
 
+# The bell: a push between the processes of one machine, without Redis ---------------
+
+# Rings before the file is emptied and begun again (a byte each).
+BELL_SIZE = 65_536
+
+
+class _Bell:
+    """``REVOCATION_BELL``: a file that the process which revoked appends a byte to
+    once the revocation commits. Every check looks at it (a ``stat``, no read); one
+    that finds it changed since this process last looked makes the next check poll.
+    The ring comes after the commit, so that poll finds the revocation. A failure to
+    ring or look, or a file that another user rings, only costs polls: the bound is
+    still the poll interval."""
+
+    def __init__(self) -> None:
+        path = app_settings.REVOCATION_BELL
+        self.path = os.fspath(path) if path else None
+        self.seen: tuple[int, int, int] | None = None
+        self.ringing = _Trouble("Ringing the revocation bell")
+
+    def listen(self, known: _Known) -> None:
+        if self.path is None:
+            return
+        try:
+            stat = os.stat(self.path)
+            heard: tuple[int, int, int] | None = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            heard = None
+        if heard != self.seen:
+            # rang_at first: a thread that finds ``seen`` already up to date must also
+            # find the poll it needs.
+            known.rang_at = time.monotonic()
+            self.seen = heard
+
+    def ring(self) -> None:
+        if self.path is None:
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                if os.fstat(fd).st_size >= BELL_SIZE:
+                    os.ftruncate(fd, 0)
+                os.write(fd, b".")
+            finally:
+                os.close(fd)
+        except OSError:
+            self.ringing.failed(
+                "Could not ring the revocation bell %s; other processes apply the "
+                "revocation within REVOCATION_POLL_INTERVAL.",
+                self.path,
+            )
+            return
+        self.ringing.worked()
+
+
 # For checks and benchmarks -------------------------------------------------------------
 
 
@@ -843,12 +911,18 @@ def status() -> dict[str, Any]:
     on every process."""
     interval = app_settings.REVOCATION_POLL_INTERVAL.total_seconds()
     path = push_path()
+    bell = app_settings.REVOCATION_BELL
     if interval <= 0:
         bound = "at once: every check reads the family's row"
     elif path.client is not None:
         bound = (
             f"at once while Redis is healthy ({path.description}); within {interval:g} s "
             "(the poll) whatever Redis does"
+        )
+    elif bell:
+        bound = (
+            f"at once on this machine (the bell {os.fspath(bell)}); on other machines "
+            f"within {interval:g} s (the poll; no push: {path.description})"
         )
     else:
         bound = f"within {interval:g} s (the poll; no push: {path.description})"
@@ -857,5 +931,6 @@ def status() -> dict[str, Any]:
         "push": path.client is not None,
         "sharded": path.sharded,
         "path": path.description,
+        "bell": os.fspath(bell) if bell else None,
         "bound": bound,
     }

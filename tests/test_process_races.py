@@ -90,6 +90,8 @@ def example_env(tmp_path: Path, database_url: str, grace_seconds: int) -> dict[s
         DJANGO_SECRET_KEY=settings.SECRET_KEY,
         DATABASE_URL=database_url,
         CACHE_DIR=str(tmp_path / "cache"),
+        # The workers' bell, as the example project rings one by default: this test's own.
+        REVOCATION_BELL=str(tmp_path / "revocations.bell"),
         REUSE_GRACE_SECONDS=str(grace_seconds),
         LOGIN_THROTTLE_RATE="",
         REFRESH_THROTTLE_RATE="",

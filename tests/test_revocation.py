@@ -554,3 +554,89 @@ def test_the_purge_keeps_rows_a_poll_may_still_read(family):
     log_row(2)
     soon = timezone.now() + timedelta(seconds=revocation.gap_lifetime())
     assert services.purge(now=soon).revocations == 0
+
+
+# The bell (REVOCATION_BELL): one machine's processes, without Redis ----------------------
+
+
+@pytest.fixture
+def bell(settings, tmp_path):
+    path = tmp_path / "revocations.bell"
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, **LONG, "REVOCATION_BELL": str(path)}
+    revocation.reset()  # the bell is read when a process's state is made
+    return path
+
+
+def ring_elsewhere(path) -> None:
+    """What another process's ring leaves: a byte more in the file."""
+    with open(path, "ab") as file:
+        file.write(b".")
+
+
+def test_a_check_after_the_bell_rang_polls_before_it_answers(bell, family):
+    assert revocation.allows_access(family.pk)
+    revoked_elsewhere(family)
+    assert revocation.allows_access(family.pk)  # the interval is long, nothing rang
+    ring_elsewhere(bell)
+    assert not revocation.allows_access(family.pk)
+
+
+def test_a_poll_that_started_before_the_bell_was_heard_does_not_count(bell, family):
+    # A poll that another thread started just before this one heard the bell may
+    # have read the log before the revocation committed; it finishes afterwards and
+    # sets synced_at to when it started.
+    assert revocation.allows_access(family.pk)
+    known = revocation._state()
+    revoked_elsewhere(family)
+    ring_elsewhere(bell)
+    known.bell.listen(known)
+    known.synced_at = known.rang_at - 0.001
+    assert not revocation.allows_access(family.pk)
+
+
+def test_the_event_loops_check_asks_for_the_database_after_the_bell_rang(bell, family):
+    assert revocation.allows_access(family.pk)
+    assert revocation.allows_access_in_memory(family.pk) is True
+    ring_elsewhere(bell)
+    assert revocation.allows_access_in_memory(family.pk) is None  # a thread must poll
+
+
+def test_a_revocation_rings_the_bell_once_it_commits(
+    bell, family, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.revoke_family(family, RevokeReason.ADMIN)
+    assert not bell.exists()  # not before the commit: a poll then would not find it
+    for callback in callbacks:
+        callback()
+    assert bell.read_bytes() == b"."
+
+
+def test_the_bell_is_begun_again_when_it_is_full_and_still_heard(bell, family):
+    bell.write_bytes(b"." * revocation.BELL_SIZE)
+    assert revocation.allows_access(family.pk)  # heard the full file, polled
+    revoked_elsewhere(family)
+    revocation._Bell().ring()  # another process's ring empties it first
+    assert bell.read_bytes() == b"."
+    assert not revocation.allows_access(family.pk)
+
+
+def test_a_bell_that_cannot_ring_is_logged_and_the_revocation_stands(
+    settings, tmp_path, family, caplog
+):
+    path = tmp_path / "gone" / "revocations.bell"
+    settings.ROTATING_TOKENS = {**settings.ROTATING_TOKENS, **LONG, "REVOCATION_BELL": str(path)}
+    revocation.reset()
+    with caplog.at_level("WARNING", logger="rotating_tokens"), transaction.atomic():
+        services.revoke_family(family, RevokeReason.ADMIN)
+    # The test's transaction never commits: apply what the commit would have.
+    revocation.announce([family.pk])
+    assert "Could not ring the revocation bell" in caplog.text
+    assert not revocation.allows_access(family.pk)  # applied here all the same
+
+
+def test_without_a_bell_nothing_is_looked_at(long_interval, family, tmp_path):
+    assert revocation._state().bell.path is None
+    with mock.patch.object(revocation.os, "stat") as stat:
+        assert revocation.allows_access(family.pk)
+    stat.assert_not_called()

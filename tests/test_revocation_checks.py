@@ -1,4 +1,4 @@
-"""The checks of how revocations reach every process (E080-E082, W080-W082, I080)."""
+"""The checks of how revocations reach every process (E080-E083, W080-W082, I080)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,10 @@ def _ids(messages) -> list[str]:
         ({"REVOCATION_PUSH": {"URL": "redis://x", "HOST": "y"}}, ["rotating_tokens.E081"]),
         ({"REVOCATION_PUSH": {"URL": "redis://x", "CLUSTER": True}}, []),
         ({"REVOCATION_PUSH": None}, []),
+        ({"REVOCATION_BELL": "/no/such/folder/revocations.bell"}, ["rotating_tokens.E083"]),
+        ({"REVOCATION_BELL": 3}, ["rotating_tokens.E083"]),
+        ({"REVOCATION_BELL": "revocations.bell"}, []),  # the working directory
+        ({"REVOCATION_BELL": None}, []),
         ({"DPOP_REPLAY_CACHE": "nowhere"}, ["rotating_tokens.E082"]),
         ({"DPOP_REPLAY_CACHE": None}, []),
         ({"FAMILY_STATE_CACHE": "default"}, ["rotating_tokens.W081"]),
@@ -129,3 +133,18 @@ def test_deploy_warns_when_the_cluster_cannot_be_reached():
     (warning,) = check_revocation_reach()
     assert warning.id == "rotating_tokens.W080"
     assert "poll alone" in warning.msg
+
+
+def test_a_bell_in_a_folder_that_exists_is_accepted(settings, tmp_path):
+    settings.ROTATING_TOKENS = {"REVOCATION_BELL": tmp_path / "revocations.bell"}
+    assert check_revocation_settings() == []
+
+
+@override_settings(CACHES=FILE)
+def test_deploy_states_the_bound_with_a_bell(settings, tmp_path):
+    settings.ROTATING_TOKENS = {"REVOCATION_BELL": str(tmp_path / "revocations.bell")}
+    warning, info = check_revocation_reach()
+    assert warning.id == "rotating_tokens.W080"
+    assert "this machine hear the bell" in warning.msg
+    assert "at once on this machine" in info.msg
+    assert "on other machines within 1 s" in info.msg

@@ -69,7 +69,8 @@ def test_with_redis_a_revocation_reaches_every_worker_before_its_answer_does(
         "REVOCATION_POLL_INTERVAL": 3600,
     }
     env = example_env(tmp_path, _database_url(), grace_seconds=10)
-    env.update(REDIS_URL=_redis_url(), REVOCATION_POLL_SECONDS="3600")  # the push alone
+    # The push alone: no bell, no poll.
+    env.update(REDIS_URL=_redis_url(), REVOCATION_POLL_SECONDS="3600", REVOCATION_BELL="")
     pair = services.start_family(UserFactory(), services.Client("127.0.0.1", "t/1"))
     me = {"Authorization": f"Bearer {pair.access}"}
     with gunicorn(env, tmp_path / "gunicorn.log", "--workers=3") as port:
@@ -88,7 +89,7 @@ def test_without_redis_every_worker_refuses_within_the_poll_interval(tmp_path: P
     from .test_process_races import _database_url, _request, example_env, gunicorn
 
     env = example_env(tmp_path, _database_url(), grace_seconds=10)  # the file cache
-    env["REVOCATION_POLL_SECONDS"] = "1"
+    env.update(REVOCATION_POLL_SECONDS="1", REVOCATION_BELL="")  # the poll alone
     pair = services.start_family(UserFactory(), services.Client("127.0.0.1", "t/1"))
     me = {"Authorization": f"Bearer {pair.access}"}
     with gunicorn(env, tmp_path / "gunicorn.log", "--workers=3") as port:
@@ -107,7 +108,7 @@ def test_with_the_poll_alone_a_revocation_waits_for_it(tmp_path: Path):
     from .test_process_races import _database_url, example_env, gunicorn
 
     env = example_env(tmp_path, _database_url(), grace_seconds=10)
-    env["REVOCATION_POLL_SECONDS"] = "3600"
+    env.update(REVOCATION_POLL_SECONDS="3600", REVOCATION_BELL="")
     pair = services.start_family(UserFactory(), services.Client("127.0.0.1", "t/1"))
     me = {"Authorization": f"Bearer {pair.access}"}
     with gunicorn(env, tmp_path / "gunicorn.log", "--workers=3") as port:
@@ -115,3 +116,32 @@ def test_with_the_poll_alone_a_revocation_waits_for_it(tmp_path: Path):
         services.revoke_family(pair.family, RevokeReason.ADMIN)  # nothing pushes it
         answers = _answers(port, me, 30)
     assert (200, None) in answers
+
+
+@pytest.mark.parametrize("revoked_by", ["logout over HTTP", "another process"])
+def test_without_redis_the_bell_brings_a_revocation_to_every_worker_before_its_answer(
+    tmp_path: Path, revoked_by: str, settings
+):
+    """One machine, no Redis, and a poll interval no test waits for: what makes every
+    worker refuse at once is the bell (REVOCATION_BELL), which the process that revoked
+    rang after the commit, the HTTP worker or this test's own process."""
+    from .test_process_races import _database_url, _request, example_env, gunicorn
+
+    env = example_env(tmp_path, _database_url(), grace_seconds=10)  # the file cache
+    env["REVOCATION_POLL_SECONDS"] = "3600"
+    settings.ROTATING_TOKENS = {
+        **settings.ROTATING_TOKENS,
+        "REVOCATION_BELL": env["REVOCATION_BELL"],
+        "REVOCATION_PUSH": None,
+    }
+    pair = services.start_family(UserFactory(), services.Client("127.0.0.1", "t/1"))
+    me = {"Authorization": f"Bearer {pair.access}"}
+    with gunicorn(env, tmp_path / "gunicorn.log", "--workers=3") as port:
+        assert set(_answers(port, me, 60)) == {(200, None)}
+        if revoked_by == "another process":
+            services.revoke_family(pair.family, RevokeReason.ADMIN)  # autocommit: rung
+        else:
+            status, _ = _request(port, "POST", "/api/auth/logout/", {"refresh": pair.refresh})
+            assert status == 204
+        answers = _answers(port, me, 60)
+    assert set(answers) == {(401, "token_revoked")}
