@@ -52,11 +52,13 @@ def uvicorn(env: dict[str, str], log_path: Path) -> Iterator[int]:
                     pytest.fail(f"uvicorn exited:\n{log_path.read_text()}")
                 try:
                     races._request(port, "GET", "/api/me/")
-                    break
+                    if races.listens(log_path, port):  # ours, not another run's
+                        break
                 except OSError:
-                    time.sleep(0.1)  # waiting for the server to listen, not moving time
+                    pass
+                time.sleep(0.1)  # waiting for the server to listen, not moving time
             else:
-                pytest.fail("uvicorn did not start in 60 s")
+                pytest.fail(f"uvicorn did not start in 60 s:\n{log_path.read_text()}")
             yield port
         finally:
             process.terminate()

@@ -99,6 +99,12 @@ def example_env(tmp_path: Path, database_url: str, grace_seconds: int) -> dict[s
     return env
 
 
+def listens(log_path: Path, port: int) -> bool:
+    """Whether the server writing ``log_path`` says it is listening on ``port`` (gunicorn:
+    "Listening at: http://127.0.0.1:…", uvicorn: "running on http://127.0.0.1:…")."""
+    return f"http://127.0.0.1:{port}" in log_path.read_text(errors="replace")
+
+
 @contextlib.contextmanager
 def gunicorn(env: dict[str, str], log_path: Path, *options: str) -> Iterator[int]:
     """The example project under gunicorn with ``options``; yields its port once it
@@ -126,11 +132,14 @@ def gunicorn(env: dict[str, str], log_path: Path, *options: str) -> Iterator[int
                     pytest.fail(f"gunicorn exited:\n{log_path.read_text()}")
                 try:
                     _request(port, "GET", "/api/me/")
-                    break
+                    # Ours, not another suite's server on the same port (two runs at once).
+                    if listens(log_path, port):
+                        break
                 except OSError:
-                    time.sleep(0.1)  # waiting for the server to listen, not moving time
+                    pass
+                time.sleep(0.1)  # waiting for the server to listen, not moving time
             else:
-                pytest.fail("gunicorn did not start in 60 s")
+                pytest.fail(f"gunicorn did not start in 60 s:\n{log_path.read_text()}")
             yield port
         finally:
             process.terminate()
